@@ -1,0 +1,1 @@
+"""atrous: the DeepLab family of semantic segmentation systems on PyTorch."""

@@ -1,0 +1,164 @@
+"""Training configs: dataclasses loaded from self-contained YAML recipes, plus ``key=value`` overrides.
+
+A recipe has three sections, ``data``, ``model`` and ``train``; every key is checked against
+the dataclass fields, and an unknown key or a value of the wrong type is an error naming it.
+The loader is written here (about 60 lines) rather than pulling in a config framework: the
+recipes are flat dataclasses and the errors must name the recipe file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is augmented (defaults: DeepLab on PASCAL VOC)."""
+
+    root: str = ""
+    train_split: str = "train"
+    val_split: str | None = "val"
+    num_classes: int | None = None  # None: from the data folder's classes.json
+    crop_size: int = 513
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    scale_step: float = 0.25
+    hflip: bool = True
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    """A builder from :data:`atrous.models.MODELS` and its keyword arguments."""
+
+    name: str = "deeplabv3plus"
+    backbone: str = "mobilenetv2"
+    output_stride: int = 16
+    width_mult: float = 1.0
+    channels: int = 256
+
+    def builder_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
+
+
+@dataclass
+class TrainConfig:
+    """The solver (TF DeepLab reference defaults: SGD 0.9, poly 0.9, LR 0.007, batch 8)."""
+
+    steps: int = 30000
+    batch_size: int = 8
+    lr: float = 0.007
+    momentum: float = 0.9
+    weight_decay: float = 4e-5  # MobileNetV2 / Xception; 1e-4 for ResNet
+    poly_power: float = 0.9
+    checkpoint_every: int = 1000
+    seed: int = 0
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    out_dir: str = "runs/atrous"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check ``value`` against a field's type hint, converting lists to tuples and ints to floats."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, source)
+    if origin is tuple and isinstance(value, (list, tuple)) and len(value) == len(args):
+        return tuple(_coerce(v, a, key, source) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(hint, type) and isinstance(value, hint) and not (
+        hint is int and isinstance(value, bool)
+    ):
+        return value
+    raise ConfigError(f"{source}: {key} = {value!r} is not a valid {_hint_name(hint)}")
+
+
+def _hint_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _update(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(
+                f"{source}: unknown key {path!r}; valid keys here: {', '.join(names)}"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {path} must be a mapping of keys to values")
+            _update(current, value, f"{path}.", source)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], path, source))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML recipe (or the defaults if ``path`` is None) and apply ``key=value`` overrides.
+
+    Overrides use dotted keys, e.g. ``train.lr=0.01`` or ``data.scale_range=[0.5,1.5]``;
+    values are parsed as YAML.
+    """
+    cfg = Config()
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config is a mapping with data/model/train sections")
+        _update(cfg, raw, "", str(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
+        nested: Any = yaml.safe_load(text) if text else ""
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        _update(cfg, nested, "", f"--set {item}")
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), for YAML dumps and checkpoints."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return list(v) if isinstance(v, tuple) else v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def from_dict(values: dict[str, Any], source: str = "checkpoint") -> Config:
+    """Rebuild a :class:`Config` from :func:`to_dict`'s output, with the same checks."""
+    cfg = Config()
+    _update(cfg, values, "", source)
+    return cfg

@@ -1,0 +1,23 @@
+"""Files -> (tv_tensors.Image, tv_tensors.Mask)."""
+
+from .folder import SegmentationFolder, read_image, read_mask
+from .info import IGNORE_INDEX, DatasetInfo
+from .palette import colorize, overlay, voc_colormap
+from .synthetic import make_synthetic_dataset
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
+
+__all__ = [
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DatasetInfo",
+    "SegmentationFolder",
+    "colorize",
+    "eval_transforms",
+    "make_synthetic_dataset",
+    "overlay",
+    "read_image",
+    "read_mask",
+    "train_transforms",
+    "voc_colormap",
+]

@@ -1,0 +1,36 @@
+"""Colour palettes for class-id masks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def voc_colormap(num_colors: int = 256) -> np.ndarray:
+    """The PASCAL VOC colormap: bits of the class id interleaved into R, G and B.
+
+    Bit ``i`` of ``(r, g, b)`` holds bits ``3j``, ``3j+1`` and ``3j+2`` of the id, placed from
+    the most significant bit down, as in the VOC devkit's ``labelcolormap.m``.
+    Returns a ``(num_colors, 3)`` uint8 array; id 255 (ignore) comes out as (224, 224, 192).
+    """
+    ids = np.arange(num_colors)
+    cmap = np.zeros((num_colors, 3), dtype=np.int64)
+    for shift in range(8):
+        for channel in range(3):
+            bit = (ids >> (3 * shift + channel)) & 1
+            cmap[:, channel] |= bit << (7 - shift)
+    return cmap.astype(np.uint8)
+
+
+def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
+    """Map an ``HxW`` class-id array to an ``HxWx3`` uint8 colour image."""
+    palette = voc_colormap() if palette is None else np.asarray(palette, dtype=np.uint8)
+    return palette[np.asarray(mask, dtype=np.int64) % len(palette)]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | None = None,
+            alpha: float = 0.5) -> np.ndarray:
+    """Blend an ``HxWx3`` uint8 image with its colourized mask; background (0) stays unblended."""
+    colours = colorize(mask, palette).astype(np.float32)
+    image = np.asarray(image, dtype=np.float32)
+    blend = np.where((np.asarray(mask) > 0)[..., None], (1 - alpha) * image + alpha * colours, image)
+    return np.clip(blend + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,5 @@
+"""Logits -> labels."""
+
+from .predictor import Predictor, to_image_tensor
+
+__all__ = ["Predictor", "to_image_tensor"]

@@ -1,0 +1,100 @@
+"""MobileNetV2 (Sandler et al., 2018) with atrous output stride, torchvision-compatible names.
+
+Parameter names follow ``torchvision.models.mobilenet_v2`` (``features.<i>.conv...``) so its
+ImageNet state dict loads directly, minus the final 1x1 conv to 1280 channels (``features.18``):
+DeepLab takes the 320-channel features before it (TF reference ``layer_18``; the paper's
+"MNet V2*").
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
+
+from ..layers import set_dilation
+from ._stride import stride_plan
+
+# (expansion t, output channels c, repeats n, first stride s): MobileNetV2 paper, Table 2.
+INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+LOW_LEVEL_INDEX = 3
+"""``features[3]`` ends the stride-4 stage: DeepLabv3+'s low-level (OS4) features, 24 channels."""
+
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    # The MobileNet channel rounding rule; torchvision keeps its copy private.
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise 3x3 (strided or atrous) -> linear project (1x1), + skip."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = round(in_channels * expand_ratio)
+        self.stride = stride  # nominal; the output stride may turn it into a dilation
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(
+                Conv2dNormActivation(in_channels, hidden, 1, activation_layer=nn.ReLU6)
+            )
+        layers += [
+            Conv2dNormActivation(
+                hidden, hidden, 3, stride=stride, groups=hidden, activation_layer=nn.ReLU6
+            ),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    @property
+    def depthwise(self) -> nn.Conv2d:
+        """The 3x3 depthwise conv: where this unit's stride or atrous rate lives."""
+        return self.conv[-3][0]  # type: ignore[index, return-value]
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv(x)
+        return x + out if self.use_res_connect else out
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 feature extractor returning ``{"os4": ..., "out": ...}``."""
+
+    def __init__(self, *, width_mult: float = 1.0, output_stride: int = 16) -> None:
+        super().__init__()
+        in_channels = _make_divisible(32 * width_mult)
+        layers: list[nn.Module] = [
+            Conv2dNormActivation(3, in_channels, 3, stride=2, activation_layer=nn.ReLU6)
+        ]
+        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+            out_channels = _make_divisible(c * width_mult)
+            for i in range(n):
+                layers.append(InvertedResidual(in_channels, out_channels, s if i == 0 else 1, t))
+                in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.feature_channels = {
+            "os4": layers[LOW_LEVEL_INDEX].conv[-1].num_features,  # type: ignore[index]
+            "out": in_channels,
+        }
+        self.set_output_stride(output_stride)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Turn strides past ``output_stride`` into atrous rates; weights are untouched."""
+        units = list(self.features)[1:]
+        plan = stride_plan([2] + [u.stride for u in units], output_stride)
+        for unit, (stride, dilation) in zip(units, plan[1:], strict=True):
+            set_dilation(unit.depthwise, dilation, stride)
+        self.output_stride = output_stride
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        low = self.features[: LOW_LEVEL_INDEX + 1](x)
+        return {"os4": low, "out": self.features[LOW_LEVEL_INDEX + 1 :](low)}

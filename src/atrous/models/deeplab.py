@@ -1,0 +1,98 @@
+"""The DeepLab model (backbone -> ASPP -> optional decoder -> logits) and its builders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .aspp import ASPP, ASPP_RATES
+from .backbones import MobileNetV2
+from .backbones._stride import check_output_stride
+from .decoders import DeepLabV3PlusDecoder
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {"mobilenetv2": MobileNetV2}
+
+
+class DeepLab(nn.Module):
+    """``[N,3,H,W]`` image -> ``[N,num_classes,H,W]`` logits, bilinearly upsampled to the input."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        aspp: ASPP,
+        classifier: nn.Module,
+        decoder: DeepLabV3PlusDecoder | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.aspp = aspp
+        self.decoder = decoder
+        self.classifier = classifier
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_channels
+
+    @property
+    def output_stride(self) -> int:
+        return self.backbone.output_stride
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Evaluate at another output stride with the same weights (v3 paper, Sec. 4.1):
+        backbone strides become atrous rates and ASPP rates scale with them."""
+        check_output_stride(output_stride)
+        self.backbone.set_output_stride(output_stride)
+        self.aspp.set_rates(ASPP_RATES[output_stride])
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.backbone(x)
+        y = self.aspp(features["out"])
+        if self.decoder is not None:
+            y = self.decoder(y, features["os4"])
+        logits = self.classifier(y)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _backbone(name: str, output_stride: int, width_mult: float) -> nn.Module:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
+    check_output_stride(output_stride)
+    return BACKBONES[name](output_stride=output_stride, width_mult=width_mult)
+
+
+def deeplabv3plus(
+    *,
+    backbone: str = "mobilenetv2",
+    num_classes: int = 21,
+    output_stride: int = 16,
+    width_mult: float = 1.0,
+    channels: int = 256,
+    separable: bool = True,
+) -> DeepLab:
+    """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features.
+
+    ``separable`` uses depthwise-separable convs in ASPP and decoder, as the paper does.
+    ``width_mult`` scales the backbone's channels and ``channels`` the ASPP/decoder width
+    (256 in the paper); smaller values make a CPU-sized model.
+    """
+    net = _backbone(backbone, output_stride, width_mult)
+    aspp = ASPP(
+        net.feature_channels["out"], channels, ASPP_RATES[output_stride], separable=separable
+    )
+    decoder = DeepLabV3PlusDecoder(
+        net.feature_channels["os4"], channels, channels=channels, separable=separable
+    )
+    return DeepLab(net, aspp, nn.Conv2d(channels, num_classes, 1), decoder)
+
+
+MODELS: dict[str, Callable[..., DeepLab]] = {"deeplabv3plus": deeplabv3plus}
+"""Builder names for configs and the CLI."""
+
+
+def build_model(name: str, **kwargs: object) -> DeepLab:
+    """Call the builder ``name`` from :data:`MODELS` with keyword arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
