@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..errors import DataError
 from .info import IGNORE_INDEX, DatasetInfo
@@ -32,10 +32,14 @@ _MASK_MODES = ("P", "L", "I", "I;16")
 
 
 def read_image(path: str | Path) -> tv_tensors.Image:
-    """Decode an image file to a uint8 ``3xHxW`` tensor, naming the file if it cannot be read."""
+    """Decode an image file to a uint8 ``3xHxW`` RGB tensor, naming the file if it cannot be read.
+
+    PIL rather than torchvision.io, whose decoders are deprecated since torchvision 0.29.
+    """
     try:
-        return tv_tensors.Image(decode_image(str(path), mode=ImageReadMode.RGB))
-    except (RuntimeError, OSError, ValueError) as err:
+        with Image.open(path) as img:
+            return tv_tensors.Image(pil_to_tensor(img.convert("RGB")))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: unreadable image ({err})") from None
 
 

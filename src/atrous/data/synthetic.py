@@ -3,8 +3,8 @@
 Each scene has what DeepLab is built for: objects of four shape classes at widely different
 scales (a few pixels to most of the image, so a fixed receptive field is not enough), drawn over
 each other (occlusion), on textured, cluttered backgrounds whose strokes use the same colours
-as the objects. Every colour is shared by every class, so only shape and context tell classes
-apart: a ring is a disc with background showing through its hole. Object borders are marked
+as the objects. Every colour is shared by two classes, so colour alone cannot tell classes
+apart and shape and context must: a ring is a red disc with background showing through. Object borders are marked
 255 (ignore) one pixel wide, as in PASCAL VOC. It writes the folder layout
 :class:`~atrous.data.folder.SegmentationFolder` reads, so the demo goes through the real loader.
 """
@@ -25,7 +25,10 @@ CLASSES = ("background", "disc", "square", "triangle", "ring")
 COLOURS = np.array(
     [(200, 40, 40), (40, 160, 60), (50, 80, 200), (220, 200, 50), (160, 60, 180), (40, 180, 190)]
 )
-"""Shared by all classes and by the background clutter."""
+"""Object colours; the background clutter uses them all."""
+CLASS_COLOURS = {"disc": (0, 1, 2), "square": (1, 3, 4), "triangle": (2, 4, 5), "ring": (0, 3, 5)}
+"""Each colour is worn by two classes (and by the clutter), so colour narrows a pixel's class to
+two candidates and only the object's shape decides between them."""
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -104,7 +107,7 @@ def render_scene(
         inside = np.asarray(region, dtype=bool)
         if not inside.any():
             continue
-        colour = COLOURS[rng.integers(len(COLOURS))]
+        colour = COLOURS[rng.choice(CLASS_COLOURS[kind])]
         image[inside] = _texture(rng, height, width, colour)[inside]
         mask[inside] = label
     # VOC-style void border: pixels next to a different label are ignored.

@@ -44,6 +44,13 @@ def to_image_tensor(image: ImageLike) -> tv_tensors.Image:
     raise TypeError(f"cannot read an image from {type(image).__name__}")
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 class Predictor:
     """Runs a segmentation model on single images, whole-image, in eval mode.
 
@@ -60,7 +67,7 @@ class Predictor:
         device: str | torch.device = "cpu",
         info: DatasetInfo | None = None,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.mean, self.std = tuple(mean), tuple(std)
         self.info = info

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..inference import Predictor
+from ..data import SegmentationFolder
+from ..inference import Predictor, resolve_device
 from ..metrics import ConfusionMatrix
 
 
@@ -19,3 +23,19 @@ def evaluate(
         image, mask = dataset[index]
         matrix.update(predictor.logits(image).argmax(0).cpu(), mask)
     return matrix
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    *,
+    split: str | None = "val",
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Evaluate a checkpoint on a data folder; returns the metrics and the class names."""
+    predictor = Predictor.from_checkpoint(checkpoint, device=resolve_device(device))
+    classes = predictor.info.classes if predictor.info else ()
+    dataset = SegmentationFolder(data_root, split, num_classes=len(classes))
+    result = evaluate(predictor, dataset, len(classes), progress=progress).compute()
+    return result, classes

@@ -17,7 +17,7 @@ from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..config import Config, to_dict
 from ..data import IGNORE_INDEX, SegmentationFolder, train_transforms
 from ..errors import AtrousError
-from ..inference import Predictor
+from ..inference import Predictor, resolve_device
 from ..metrics import format_table, write_json
 from ..models import build_model
 from .evaluate import evaluate
@@ -58,12 +58,6 @@ class _SeededItems(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -125,6 +119,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
         _SeededItems(train_set), batch_size=t.batch_size, num_workers=d.num_workers,
         sampler=_StepSampler(len(train_set), t.seed, start * t.batch_size),
         pin_memory=device.type == "cuda",
+        generator=torch.Generator(),  # keep the loader's seed draw off the global RNG we resume
     )
     losses: list[float] = []
     model.train()

@@ -1,0 +1,69 @@
+"""Writing predictions as files people use: palette PNGs of class ids and colour overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..data.folder import IMAGE_SUFFIXES
+from ..data.info import DatasetInfo
+from ..data.palette import overlay, voc_colormap
+from ..errors import DataError
+from .predictor import Predictor, to_image_tensor
+
+
+def save_prediction(
+    labels: np.ndarray,
+    image: np.ndarray,
+    out_dir: str | Path,
+    stem: str,
+    info: DatasetInfo | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<stem>.png`` (palette PNG whose pixel values are class ids) and
+    ``<stem>_overlay.jpg`` (the image blended with the class colours); return both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    palette = voc_colormap() if info is None else info.palette
+    if labels.max(initial=0) > 255:
+        raise ValueError("palette PNGs hold class ids up to 255")
+    png = Image.fromarray(labels.astype(np.uint8), mode="P")
+    png.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())
+    mask_path = out_dir / f"{stem}.png"
+    png.save(mask_path)
+    overlay_path = out_dir / f"{stem}_overlay.jpg"
+    Image.fromarray(overlay(image, labels, palette)).save(overlay_path, quality=90)
+    return mask_path, overlay_path
+
+
+def find_images(inputs: list[str | Path]) -> list[Path]:
+    """Expand files and folders (their .jpg/.jpeg/.png files) into a list of image paths."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{item}: folder holds no .jpg or .png images")
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise DataError(f"{item}: no such image file or folder")
+    return paths
+
+
+def predict_to_files(
+    predictor: Predictor, paths: list[Path], out_dir: str | Path, *, progress: bool = True
+) -> list[tuple[Path, Path]]:
+    """Predict each image file and write its palette PNG and overlay into ``out_dir``."""
+    written = []
+    for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
+        image = to_image_tensor(path)
+        labels = predictor.predict(image)
+        written.append(
+            save_prediction(labels, image.permute(1, 2, 0).numpy(), out_dir, path.stem,
+                            predictor.info)
+        )
+    return written

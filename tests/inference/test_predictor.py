@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from atrous import Predictor
+from atrous.data import read_image
+from atrous.inference import find_images, predict_to_files
+from atrous.models import deeplabv3plus
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    torch.manual_seed(0)
+    return Predictor(deeplabv3plus(num_classes=4, width_mult=0.25, channels=16))
+
+
+def test_every_input_form_gives_the_same_map_at_image_size(predictor, tmp_path: Path):
+    array = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    path = tmp_path / "x.png"
+    Image.fromarray(array).save(path)
+    from_array = predictor.predict(array)
+    assert from_array.shape == (37, 53) and from_array.dtype == np.int64
+    assert from_array.min() >= 0 and from_array.max() < 4
+    np.testing.assert_array_equal(predictor.predict(path), from_array)
+    np.testing.assert_array_equal(predictor.predict(str(path)), from_array)
+    np.testing.assert_array_equal(predictor.predict(Image.fromarray(array)), from_array)
+    np.testing.assert_array_equal(predictor.predict(read_image(path)), from_array)
+    assert predictor.logits(array).shape == (4, 37, 53)
+
+
+def test_argmax_of_the_model_output(predictor):
+    array = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    x = torch.from_numpy(array).permute(2, 0, 1).float() / 255
+    mean, std = torch.tensor(predictor.mean)[:, None, None], torch.tensor(predictor.std)[:, None, None]
+    with torch.no_grad():
+        expected = predictor.model(((x - mean) / std)[None])[0].argmax(0).numpy()
+    np.testing.assert_array_equal(predictor.predict(array), expected)
+
+
+def test_bad_inputs(predictor, tmp_path: Path):
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        predictor.predict(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        predictor.predict(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(TypeError, match="cannot read an image"):
+        predictor.predict(42)
+    with pytest.raises(ValueError, match="unreadable image"):
+        (tmp_path / "bad.jpg").write_text("nope")
+        predictor.predict(tmp_path / "bad.jpg")
+
+
+def test_writes_palette_png_and_overlay(predictor, tmp_path: Path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(np.full((20, 24, 3), 120, np.uint8)).save(images / name)
+    written = predict_to_files(predictor, find_images([images]), tmp_path / "out", progress=False)
+    assert [p.name for p, _ in written] == ["a.png", "b.png"]
+    mask_path, overlay_path = written[0]
+    with Image.open(mask_path) as png:
+        assert png.mode == "P" and png.size == (24, 20)
+        np.testing.assert_array_equal(np.array(png), predictor.predict(images / "a.png"))
+    with Image.open(overlay_path) as jpg:
+        assert jpg.format == "JPEG" and jpg.size == (24, 20)
+    with pytest.raises(ValueError, match="no such image"):
+        find_images([tmp_path / "missing.png"])

@@ -1,0 +1,93 @@
+import pytest
+import torch
+import torchvision
+
+from atrous.models import MODELS, build_model, deeplabv3plus
+from atrous.models.backbones._stride import stride_plan
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _small(**kwargs):
+    return deeplabv3plus(num_classes=5, width_mult=0.25, channels=16, **kwargs)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+@pytest.mark.parametrize("size", [(65, 65), (64, 80), (33, 47)])
+def test_logits_at_input_size(output_stride, size):
+    model = _small(output_stride=output_stride).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        assert model(x).shape == (2, 5, *size)
+        features = model.backbone(x)
+    # Features at OS4 and at the output stride (ceil, as strided 'same' convs give).
+    assert features["os4"].shape[-2:] == tuple(-(-s // 4) for s in size)
+    assert features["out"].shape[-2:] == tuple(-(-s // output_stride) for s in size)
+
+
+def test_backward_reaches_every_parameter():
+    model = _small().train()
+    loss = model(torch.randn(2, 3, 33, 33)).logsumexp(1).mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_paper_widths_and_rates():
+    model = deeplabv3plus(num_classes=21)
+    assert model.backbone.feature_channels == {"os4": 24, "out": 320}
+    assert model.aspp.rates == (6, 12, 18)
+    assert model.decoder.reduce[0].out_channels == 48  # v3+ low-level projection
+    assert model.aspp.out_channels == 256 and model.decoder.out_channels == 256
+    assert deeplabv3plus(num_classes=21, output_stride=8).aspp.rates == (12, 24, 36)
+
+
+def test_stride_plan_turns_strides_into_rates():
+    strides = [2, 1, 2, 1, 2, 1, 2, 1, 2, 1]
+    assert stride_plan(strides, 32) == [(s, 1) for s in strides]
+    assert stride_plan(strides, 8) == [
+        (2, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (1, 1), (1, 2), (1, 2), (1, 4)
+    ]
+    with pytest.raises(ValueError, match="output_stride"):
+        stride_plan(strides, 4)
+
+
+def test_torchvision_mobilenet_v2_weights_load_and_agree():
+    reference = torchvision.models.mobilenet_v2().eval()
+    ours = deeplabv3plus(num_classes=3, output_stride=32).backbone.eval()
+    weights = {k: v for k, v in reference.state_dict().items()
+               if k.startswith("features.") and not k.startswith("features.18.")}
+    ours.load_state_dict(weights, strict=True)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(ours(x)["out"], reference.features[:18](x), atol=1e-5)
+        assert torch.allclose(ours(x)["os4"], reference.features[:4](x), atol=1e-5)
+
+
+def test_set_output_stride_keeps_weights_and_matches_a_fresh_build():
+    model16 = _small(output_stride=16).eval()
+    model8 = _small(output_stride=8).eval()
+    model8.load_state_dict(model16.state_dict())
+    before = {k: v.clone() for k, v in model16.state_dict().items()}
+    model16.set_output_stride(8)
+    assert model16.output_stride == 8 and model16.aspp.rates == (12, 24, 36)
+    x = torch.randn(1, 3, 49, 49)
+    with torch.no_grad():
+        assert torch.equal(model16(x), model8(x))
+    assert all(torch.equal(before[k], v) for k, v in model16.state_dict().items())
+
+
+def test_builder_registry_and_errors():
+    assert MODELS["deeplabv3plus"] is deeplabv3plus
+    assert isinstance(build_model("deeplabv3plus", num_classes=4, width_mult=0.25, channels=8),
+                      torch.nn.Module)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("segformer")
+    with pytest.raises(ValueError, match="unknown backbone 'resnet9'"):
+        deeplabv3plus(backbone="resnet9")
+    with pytest.raises(ValueError, match="output_stride"):
+        deeplabv3plus(output_stride=12)
+    with pytest.raises(TypeError):
+        deeplabv3plus("mobilenetv2")  # keyword-only

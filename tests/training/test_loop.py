@@ -1,0 +1,101 @@
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import atrous.training.loop as loop
+from atrous.checkpoint import load_checkpoint
+from atrous.data import SegmentationFolder, eval_transforms
+from atrous.errors import AtrousError
+from atrous.models import build_model
+from atrous.training import poly_lr, train
+from tests.conftest import tiny_config
+
+
+def _fixed_batch(data: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    dataset = SegmentationFolder(data, "train", transforms=eval_transforms())
+    items = [dataset[i] for i in range(2)]
+    crop = min(min(img.shape[-2:]) for img, _ in items)
+    images = torch.stack([img[:, :crop, :crop] for img, _ in items])
+    masks = torch.stack([mask[:crop, :crop] for _, mask in items])
+    return images, masks
+
+
+def test_training_lowers_the_loss(tiny_data: Path, tmp_path: Path):
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=40", "data.val_split=null")
+    images, masks = _fixed_batch(tiny_data)
+    torch.manual_seed(cfg.train.seed)
+    spec_kwargs = {**cfg.model.builder_kwargs(), "num_classes": 5}
+    initial = build_model(cfg.model.name, **spec_kwargs).eval()
+    result = train(cfg, progress=False)
+    trained = build_model(cfg.model.name, **spec_kwargs).eval()
+    trained.load_state_dict(load_checkpoint(result["checkpoint"])["model"])
+    with torch.no_grad():
+        before = F.cross_entropy(initial(images), masks, ignore_index=255).item()
+        after = F.cross_entropy(trained(images), masks, ignore_index=255).item()
+    assert after < 0.7 * before
+    assert len(result["losses"]) == 40
+    assert sum(result["losses"][-10:]) < sum(result["losses"][:10])
+
+
+def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path, monkeypatch):
+    common = ("train.steps=6", "train.checkpoint_every=3", "data.val_split=null")
+    straight = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
+
+    # Kill the second run right after its step-3 checkpoint, then resume it.
+    save = loop.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    cfg = tiny_config(tiny_data, tmp_path / "b", *common)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 3
+    resumed = train(cfg, resume=True, progress=False)
+
+    assert resumed["losses"] == straight["losses"][3:]
+    a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    assert a["step"] == b["step"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+
+
+def test_resume_with_workers_matches_no_workers(tiny_data: Path, tmp_path: Path):
+    # Augmentations are seeded per sample, so loader workers do not change the data.
+    common = ("train.steps=3", "data.val_split=null")
+    zero = train(tiny_config(tiny_data, tmp_path / "w0", *common), progress=False)
+    two = train(tiny_config(tiny_data, tmp_path / "w2", *common, "data.num_workers=2"),
+                progress=False)
+    assert zero["losses"] == two["losses"]
+
+
+def test_final_evaluation_writes_metrics(tiny_data: Path, tmp_path: Path):
+    result = train(tiny_config(tiny_data, tmp_path, "train.steps=2"), progress=False)
+    assert (tmp_path / "metrics.json").is_file()
+    assert set(result["metrics"]) >= {"miou", "iou", "pixel_accuracy", "mean_accuracy", "fw_iou"}
+    assert len(result["metrics"]["iou"]) == 5
+
+
+def test_nan_loss_stops_with_the_step(tiny_data: Path, tmp_path: Path):
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=5", "train.lr=1e30")
+    with pytest.raises(AtrousError, match="at step"):
+        train(cfg, progress=False)
+
+
+def test_poly_lr():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = poly_lr(opt, 10, 0.9)
+    lrs = []
+    for _ in range(10):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[5] == pytest.approx(0.01 * 0.5**0.9)
+    assert sched.get_last_lr()[0] == 0.0
