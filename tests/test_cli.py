@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_command():
-    out = subprocess.run([sys.executable, "-m", "atrous", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "atrous", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("train", "eval", "predict", "demo"):
         assert f"    {command} " in out
 
@@ -30,14 +31,37 @@ def _recipe(tmp_path: Path, data: Path) -> Path:
 
 
 def test_train_eval_predict(tiny_data: Path, tmp_path: Path, capsys):
-    assert main(["train", "--config", str(_recipe(tmp_path, tiny_data)),
-                 "--set", "train.steps=3", "train.lr=0.01"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(_recipe(tmp_path, tiny_data)),
+                "--set",
+                "train.steps=3",
+                "train.lr=0.01",
+            ]
+        )
+        == 0
+    )
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     assert checkpoint.is_file()
 
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tiny_data),
-                 "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "disc" in printed and "mIoU" in printed
     report = json.loads((tmp_path / "eval.json").read_text())
@@ -46,20 +70,35 @@ def test_train_eval_predict(tiny_data: Path, tmp_path: Path, capsys):
 
     out = tmp_path / "pred"
     images = sorted((tiny_data / "images").glob("val_*.jpg"))
-    assert main(["predict", "--checkpoint", str(checkpoint), *map(str, images),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(checkpoint), *map(str, images), "--out", str(out)])
+        == 0
+    )
     for image in images:
         with Image.open(out / f"{image.stem}.png") as png, Image.open(image) as src:
             assert png.mode == "P" and png.size == src.size
         assert (out / f"{image.stem}_overlay.jpg").is_file()
 
 
-def test_eval_numbers_match_a_direct_computation(tiny_checkpoint: Path, tiny_data: Path,
-                                                 tmp_path: Path):
+def test_eval_numbers_match_a_direct_computation(
+    tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path
+):
     from atrous import Predictor
 
-    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_data),
-                 "--out", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     predictor = Predictor.from_checkpoint(tiny_checkpoint)
     cm = ConfusionMatrix(5)
     for stem in (tiny_data / "val.txt").read_text().split():
@@ -74,11 +113,12 @@ def test_errors_are_one_line_with_exit_code_2(tiny_data: Path, tmp_path: Path, c
     recipe = _recipe(tmp_path, tiny_data)
     assert main(["train", "--config", str(recipe), "--set", "train.lrate=1"]) == 2
     assert "unknown key 'train.lrate'" in capsys.readouterr().err
-    assert main(["eval", "--checkpoint", str(tmp_path / "nope.pt"),
-                 "--data", str(tiny_data)]) == 2
+    assert main(["eval", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(tiny_data)]) == 2
     assert "nope.pt: checkpoint not found" in capsys.readouterr().err
     assert main(["train", "--config", str(recipe), "--set", "data.root=/nowhere"]) == 2
     assert "no images/ folder" in capsys.readouterr().err
+    assert main(["train", "--config", str(recipe), "--set", "model.backbone=resnet9"]) == 2
+    assert "unknown backbone 'resnet9'" in capsys.readouterr().err
 
 
 def test_demo_plumbing(tmp_path: Path, capsys):
@@ -90,4 +130,6 @@ def test_demo_plumbing(tmp_path: Path, capsys):
     assert set(metrics) >= {"miou", "iou", "pixel_accuracy", "mean_accuracy", "fw_iou"}
     assert (out / "checkpoint.pt").is_file()
     assert len(list((out / "predictions").glob("*_overlay.jpg"))) == 16
+    with Image.open(out / "predictions.png") as grid:
+        assert grid.width > 3 * 96 and grid.height > 8 * 96  # 8 rows of image | truth | pred
     assert (out / "data" / "train.txt").read_text().count("\n") == 300

@@ -21,8 +21,15 @@ def test_defaults_are_the_deeplab_recipe():
 def test_yaml_and_overrides(tmp_path: Path):
     path = tmp_path / "r.yaml"
     path.write_text("data:\n  root: /data\n  crop_size: 321\ntrain:\n  lr: 1e-3\n  steps: 10\n")
-    cfg = load_config(path, ["train.steps=20", "data.scale_range=[0.75, 1.25]",
-                             "data.val_split=null", "train.weight_decay=1e-4"])
+    cfg = load_config(
+        path,
+        [
+            "train.steps=20",
+            "data.scale_range=[0.75, 1.25]",
+            "data.val_split=null",
+            "train.weight_decay=1e-4",
+        ],
+    )
     assert cfg.data.root == "/data" and cfg.data.crop_size == 321
     assert cfg.train.lr == 1e-3 and cfg.train.steps == 20
     assert cfg.data.scale_range == (0.75, 1.25) and cfg.data.val_split is None
@@ -57,7 +64,7 @@ def test_recipes_load_and_the_demo_recipe_matches_the_demo():
     for recipe in recipes:
         load_config(recipe)
     shipped = load_config(
-        REPO / "configs/synthetic/deeplabv3plus_mobilenetv2_os16_96_demo.yaml",
+        REPO / "configs/synthetic/deeplabv3plus_mobilenetv2_os16_96_4k.yaml",
         ["data.root=atrous-demo/data", "train.out_dir=atrous-demo"],
     )
     assert shipped == demo_config("atrous-demo")

@@ -1,4 +1,4 @@
-"""Checkpoints: what rebuilds a model for inference (any stage reads them) and what resumes training."""
+"""Checkpoints: what rebuilds a model for inference (any stage reads them) and resumes training."""
 
 from __future__ import annotations
 
@@ -50,10 +50,12 @@ def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], path: s
     ]
     if missing or unexpected or mismatched:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched)):
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape", mismatched),
+        ):
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
-        raise CheckpointError(
-            f"{path}: checkpoint is from a different model: " + "; ".join(parts)
-        )
+        raise CheckpointError(f"{path}: checkpoint is from a different model: " + "; ".join(parts))
     model.load_state_dict(weights)

@@ -53,17 +53,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model from a YAML recipe",
-                       description="Train from a YAML recipe (see configs/).")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe",
+        description="Train from a YAML recipe (see configs/).",
+    )
     p.add_argument("--config", required=True, help="YAML recipe with data/model/train sections")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override recipe values, e.g. train.lr=0.01 data.root=/data/voc")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from train.out_dir/checkpoint.pt (same LR position and RNG)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override recipe values, e.g. train.lr=0.01 data.root=/data/voc",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from train.out_dir/checkpoint.pt (same LR position and RNG)",
+    )
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint: per-class IoU table and mIoU",
-                       description="Evaluate a checkpoint on a data folder; writes JSON.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint: per-class IoU table and mIoU",
+        description="Evaluate a checkpoint on a data folder; writes JSON.",
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="data folder (images/, masks/, split files)")
     p.add_argument("--split", default="val", help="split file name without .txt (default: val)")
@@ -71,17 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_eval)
 
-    p = sub.add_parser("predict", help="segment images: palette PNGs and colour overlays",
-                       description="Write <stem>.png (class ids) and <stem>_overlay.jpg per image.")
+    p = sub.add_parser(
+        "predict",
+        help="segment images: palette PNGs and colour overlays",
+        description="Write <stem>.png (class ids) and <stem>_overlay.jpg per image.",
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_predict)
 
-    p = sub.add_parser("demo", help="train and evaluate on a generated data set, offline",
-                       description="Make a synthetic data set, train DeepLabv3+ on it, evaluate "
-                       "on its held-out split and write predictions.")
+    p = sub.add_parser(
+        "demo",
+        help="train and evaluate on a generated data set, offline",
+        description="Make a synthetic data set, train DeepLabv3+ on it, evaluate "
+        "on its held-out split and write predictions.",
+    )
     p.add_argument("--out", default="atrous-demo", help="output folder (default: ./atrous-demo)")
     p.add_argument("--steps", type=int, help="training steps (default: the demo recipe's)")
     p.add_argument("--seed", type=int, default=0)

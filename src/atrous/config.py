@@ -1,4 +1,4 @@
-"""Training configs: dataclasses loaded from self-contained YAML recipes, plus ``key=value`` overrides.
+"""Training configs: dataclasses loaded from self-contained YAML recipes, plus ``key=value``.
 
 A recipe has three sections, ``data``, ``model`` and ``train``; every key is checked against
 the dataclass fields, and an unknown key or a value of the wrong type is an error naming it.
@@ -47,6 +47,7 @@ class ModelConfig:
     output_stride: int = 16
     width_mult: float = 1.0
     channels: int = 256
+    atrous_rates: tuple[int, int, int] = (6, 12, 18)  # ASPP rates at OS16 (v3 paper)
 
     def builder_kwargs(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
@@ -76,7 +77,7 @@ class Config:
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
-    """Check ``value`` against a field's type hint, converting lists to tuples and ints to floats."""
+    """Check ``value`` against a field's type hint; lists become tuples and ints floats."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -92,8 +93,10 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return float(value)
         except ValueError:
             pass
-    if isinstance(hint, type) and isinstance(value, hint) and not (
-        hint is int and isinstance(value, bool)
+    if (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and not (hint is int and isinstance(value, bool))
     ):
         return value
     raise ConfigError(f"{source}: {key} = {value!r} is not a valid {_hint_name(hint)}")
@@ -121,7 +124,9 @@ def _update(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
             setattr(obj, key, _coerce(value, hints[key], path, source))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Read a YAML recipe (or the defaults if ``path`` is None) and apply ``key=value`` overrides.
 
     Overrides use dotted keys, e.g. ``train.lr=0.01`` or ``data.scale_range=[0.5,1.5]``;
@@ -149,6 +154,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     """Plain nested dict (tuples as lists), for YAML dumps and checkpoints."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}

@@ -7,8 +7,15 @@ def test_voc_colormap_known_entries():
     cmap = voc_colormap()
     assert cmap.shape == (256, 3) and cmap.dtype == np.uint8
     # From the VOC devkit: background, aeroplane, bicycle, bird, person, tvmonitor, void.
-    expected = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0),
-                15: (192, 128, 128), 20: (0, 64, 128), 255: (224, 224, 192)}
+    expected = {
+        0: (0, 0, 0),
+        1: (128, 0, 0),
+        2: (0, 128, 0),
+        3: (128, 128, 0),
+        15: (192, 128, 128),
+        20: (0, 64, 128),
+        255: (224, 224, 192),
+    }
     for index, colour in expected.items():
         assert tuple(cmap[index]) == colour
 

@@ -53,8 +53,9 @@ def test_random_scale_factors_and_nearest_mask():
 
 def test_pad_to_size_pads_bottom_right_with_fill():
     image, mask = _pattern(10, 12)
-    out_image, out_mask = PadToSize(16, fill={tv_tensors.Image: [1, 2, 3],
-                                              tv_tensors.Mask: IGNORE_INDEX})(image, mask)
+    out_image, out_mask = PadToSize(
+        16, fill={tv_tensors.Image: [1, 2, 3], tv_tensors.Mask: IGNORE_INDEX}
+    )(image, mask)
     assert out_mask.shape == (16, 16)
     assert torch.equal(out_mask[:10, :12], mask)
     assert (out_mask[10:] == IGNORE_INDEX).all() and (out_mask[:, 12:] == IGNORE_INDEX).all()

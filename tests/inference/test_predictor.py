@@ -34,7 +34,10 @@ def test_every_input_form_gives_the_same_map_at_image_size(predictor, tmp_path: 
 def test_argmax_of_the_model_output(predictor):
     array = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     x = torch.from_numpy(array).permute(2, 0, 1).float() / 255
-    mean, std = torch.tensor(predictor.mean)[:, None, None], torch.tensor(predictor.std)[:, None, None]
+    mean, std = (
+        torch.tensor(predictor.mean)[:, None, None],
+        torch.tensor(predictor.std)[:, None, None],
+    )
     with torch.no_grad():
         expected = predictor.model(((x - mean) / std)[None])[0].argmax(0).numpy()
     np.testing.assert_array_equal(predictor.predict(array), expected)
@@ -67,3 +70,16 @@ def test_writes_palette_png_and_overlay(predictor, tmp_path: Path):
         assert jpg.format == "JPEG" and jpg.size == (24, 20)
     with pytest.raises(ValueError, match="no such image"):
         find_images([tmp_path / "missing.png"])
+
+
+def test_comparison_grid_places_panels():
+    from atrous.inference import comparison_grid
+
+    image = np.full((10, 12, 3), 7, np.uint8)
+    truth, pred = np.zeros((10, 12), np.int64), np.ones((10, 12), np.int64)
+    small = (np.zeros((5, 6, 3), np.uint8), np.zeros((5, 6), np.int64), np.zeros((5, 6), np.int64))
+    grid = comparison_grid([(image, truth, pred), small], gap=2)
+    assert grid.shape == (10 + 2 + 5 + 2, 3 * 12 + 2 * 2, 3)
+    assert (grid[:10, :12] == 7).all()
+    assert tuple(grid[0, 2 * (12 + 2)]) == (128, 0, 0)  # prediction panel: class 1's colour
+    assert (grid[12:17, 6:8] == 255).all()  # gap between the second row's panels

@@ -48,7 +48,16 @@ def test_stride_plan_turns_strides_into_rates():
     strides = [2, 1, 2, 1, 2, 1, 2, 1, 2, 1]
     assert stride_plan(strides, 32) == [(s, 1) for s in strides]
     assert stride_plan(strides, 8) == [
-        (2, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (1, 1), (1, 2), (1, 2), (1, 4)
+        (2, 1),
+        (1, 1),
+        (2, 1),
+        (1, 1),
+        (2, 1),
+        (1, 1),
+        (1, 1),
+        (1, 2),
+        (1, 2),
+        (1, 4),
     ]
     with pytest.raises(ValueError, match="output_stride"):
         stride_plan(strides, 4)
@@ -57,8 +66,11 @@ def test_stride_plan_turns_strides_into_rates():
 def test_torchvision_mobilenet_v2_weights_load_and_agree():
     reference = torchvision.models.mobilenet_v2().eval()
     ours = deeplabv3plus(num_classes=3, output_stride=32).backbone.eval()
-    weights = {k: v for k, v in reference.state_dict().items()
-               if k.startswith("features.") and not k.startswith("features.18.")}
+    weights = {
+        k: v
+        for k, v in reference.state_dict().items()
+        if k.startswith("features.") and not k.startswith("features.18.")
+    }
     ours.load_state_dict(weights, strict=True)
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
@@ -81,8 +93,9 @@ def test_set_output_stride_keeps_weights_and_matches_a_fresh_build():
 
 def test_builder_registry_and_errors():
     assert MODELS["deeplabv3plus"] is deeplabv3plus
-    assert isinstance(build_model("deeplabv3plus", num_classes=4, width_mult=0.25, channels=8),
-                      torch.nn.Module)
+    assert isinstance(
+        build_model("deeplabv3plus", num_classes=4, width_mult=0.25, channels=8), torch.nn.Module
+    )
     with pytest.raises(ValueError, match="unknown model"):
         build_model("segformer")
     with pytest.raises(ValueError, match="unknown backbone 'resnet9'"):
@@ -91,3 +104,16 @@ def test_builder_registry_and_errors():
         deeplabv3plus(output_stride=12)
     with pytest.raises(TypeError):
         deeplabv3plus("mobilenetv2")  # keyword-only
+
+
+def test_custom_atrous_rates_follow_the_output_stride():
+    model = _small(atrous_rates=(2, 4, 6))
+    assert model.aspp.rates == (2, 4, 6)
+    model.set_output_stride(8)
+    assert model.aspp.rates == (4, 8, 12)
+    depthwise = model.aspp.branches[3][0][0]  # separable branch: depthwise conv first
+    assert depthwise.dilation == (12, 12) and depthwise.padding == (12, 12)
+    model.set_output_stride(32)
+    assert model.aspp.rates == (1, 2, 3)
+    model.set_output_stride(16)
+    assert model.aspp.rates == (2, 4, 6)

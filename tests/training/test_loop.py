@@ -70,8 +70,9 @@ def test_resume_with_workers_matches_no_workers(tiny_data: Path, tmp_path: Path)
     # Augmentations are seeded per sample, so loader workers do not change the data.
     common = ("train.steps=3", "data.val_split=null")
     zero = train(tiny_config(tiny_data, tmp_path / "w0", *common), progress=False)
-    two = train(tiny_config(tiny_data, tmp_path / "w2", *common, "data.num_workers=2"),
-                progress=False)
+    two = train(
+        tiny_config(tiny_data, tmp_path / "w2", *common, "data.num_workers=2"), progress=False
+    )
     assert zero["losses"] == two["losses"]
 
 

@@ -6,7 +6,7 @@ Layout::
       images/<stem>.jpg|.jpeg|.png
       masks/<stem>.png          class ids per pixel (palette PNGs are read by index), 255 = ignore
       train.txt, val.txt, ...   optional split files: one stem per line
-      classes.json              optional: ["background", ...] or {"classes": [...], "palette": [...]}
+      classes.json              optional: ["background", ...] or {"classes": [...], "palette": ...}
 """
 
 from __future__ import annotations
@@ -143,7 +143,9 @@ class SegmentationFolder(Dataset):
         image_dir, mask_dir = self.root / "images", self.root / "masks"
         if not image_dir.is_dir():
             raise DataError(f"{self.root}: no images/ folder; expected images/ and masks/")
-        images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        images = {
+            p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+        }
         if not images:
             raise DataError(f"{image_dir}: empty data folder (no .jpg or .png images)")
         self.info = load_info(self.root, num_classes)

@@ -27,10 +27,13 @@ def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
     return palette[np.asarray(mask, dtype=np.int64) % len(palette)]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray | None = None,
-            alpha: float = 0.5) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, palette: np.ndarray | None = None, alpha: float = 0.5
+) -> np.ndarray:
     """Blend an ``HxWx3`` uint8 image with its colourized mask; background (0) stays unblended."""
     colours = colorize(mask, palette).astype(np.float32)
     image = np.asarray(image, dtype=np.float32)
-    blend = np.where((np.asarray(mask) > 0)[..., None], (1 - alpha) * image + alpha * colours, image)
+    blend = np.where(
+        (np.asarray(mask) > 0)[..., None], (1 - alpha) * image + alpha * colours, image
+    )
     return np.clip(blend + 0.5, 0, 255).astype(np.uint8)

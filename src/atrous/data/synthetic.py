@@ -3,9 +3,10 @@
 Each scene has what DeepLab is built for: objects of four shape classes at widely different
 scales (a few pixels to most of the image, so a fixed receptive field is not enough), drawn over
 each other (occlusion), on textured, cluttered backgrounds whose strokes use the same colours
-as the objects. Every colour is shared by two classes, so colour alone cannot tell classes
-apart and shape and context must: a ring is a red disc with background showing through. Object borders are marked
-255 (ignore) one pixel wide, as in PASCAL VOC. It writes the folder layout
+as the objects. Colours are shared: the clutter wears every object colour, and every class
+wears, now and then, a colour it shares with another class; then only shape and context tell
+them apart (a ring is a disc with background showing through its hole).
+Object borders are marked 255 (ignore) one pixel wide, as in PASCAL VOC. It writes the layout
 :class:`~atrous.data.folder.SegmentationFolder` reads, so the demo goes through the real loader.
 """
 
@@ -26,9 +27,10 @@ COLOURS = np.array(
     [(200, 40, 40), (40, 160, 60), (50, 80, 200), (220, 200, 50), (160, 60, 180), (40, 180, 190)]
 )
 """Object colours; the background clutter uses them all."""
-CLASS_COLOURS = {"disc": (0, 1, 2), "square": (1, 3, 4), "triangle": (2, 4, 5), "ring": (0, 3, 5)}
-"""Each colour is worn by two classes (and by the clutter), so colour narrows a pixel's class to
-two candidates and only the object's shape decides between them."""
+CLASS_COLOURS = {"disc": (0, 4), "square": (1, 4), "triangle": (2, 5), "ring": (3, 5)}
+"""Each class's own colour, then the colour it shares with another class (and the clutter)."""
+SHARED_COLOUR_P = 0.2
+"""How often an object wears its shared colour, where only its shape tells its class."""
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -59,11 +61,23 @@ def _clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, h: int, w: int
             draw.arc(box, *sorted(rng.uniform(0, 360, 2)), fill=colour, width=width)
 
 
+_EQUAL_AREA = {
+    "disc": 1.0,
+    "ring": 1.0,
+    "square": math.sqrt(math.pi / 2),
+    "triangle": math.sqrt(math.pi / (3 * math.sqrt(3) / 4)),
+}
+"""Circumradius factors that give a square or triangle the area of a disc of the same size."""
+
+
 def _shape(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     """Outline of a regular polygon (square, triangle) of circumradius ``r``."""
     sides = {"square": 4, "triangle": 3}[kind]
     return [
-        (cx + r * math.cos(angle + 2 * math.pi * k / sides), cy + r * math.sin(angle + 2 * math.pi * k / sides))
+        (
+            cx + r * math.cos(angle + 2 * math.pi * k / sides),
+            cy + r * math.sin(angle + 2 * math.pi * k / sides),
+        )
         for k in range(sides)
     ]
 
@@ -93,8 +107,8 @@ def render_scene(
         label = int(rng.integers(1, len(CLASSES)))
         kind = CLASSES[label]
         # Log-uniform size: from a few pixels to most of the image.
-        r = math.exp(rng.uniform(math.log(3), math.log(0.45 * small)))
-        cx, cy = rng.uniform(-0.1, 1.1) * width, rng.uniform(-0.1, 1.1) * height
+        r = math.exp(rng.uniform(math.log(3), math.log(0.45 * small))) * _EQUAL_AREA[kind]
+        cx, cy = rng.uniform(0.05, 0.95) * width, rng.uniform(0.05, 0.95) * height
         region = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(region)
         if kind in ("disc", "ring"):
@@ -107,7 +121,7 @@ def render_scene(
         inside = np.asarray(region, dtype=bool)
         if not inside.any():
             continue
-        colour = COLOURS[rng.choice(CLASS_COLOURS[kind])]
+        colour = COLOURS[CLASS_COLOURS[kind][int(rng.random() < SHARED_COLOUR_P)]]
         image[inside] = _texture(rng, height, width, colour)[inside]
         mask[inside] = label
     # VOC-style void border: pixels next to a different label are ignored.

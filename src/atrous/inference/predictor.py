@@ -13,11 +13,11 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from ..checkpoint import load_checkpoint, load_model_state
 from ..data.folder import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from ..models import build_model
-from ..checkpoint import load_checkpoint, load_model_state
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -37,8 +37,7 @@ def to_image_tensor(image: ImageLike) -> tv_tensors.Image:
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(
-                f"expected a 3xHxW uint8 tensor, got shape {tuple(image.shape)} "
-                f"dtype {image.dtype}"
+                f"expected a 3xHxW uint8 tensor, got shape {tuple(image.shape)} dtype {image.dtype}"
             )
         return tv_tensors.Image(image)
     raise TypeError(f"cannot read an image from {type(image).__name__}")

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ..data.folder import IMAGE_SUFFIXES
 from ..data.info import DatasetInfo
-from ..data.palette import overlay, voc_colormap
+from ..data.palette import colorize, overlay, voc_colormap
 from ..errors import DataError
 from .predictor import Predictor, to_image_tensor
 
@@ -63,7 +63,33 @@ def predict_to_files(
         image = to_image_tensor(path)
         labels = predictor.predict(image)
         written.append(
-            save_prediction(labels, image.permute(1, 2, 0).numpy(), out_dir, path.stem,
-                            predictor.info)
+            save_prediction(
+                labels, image.permute(1, 2, 0).numpy(), out_dir, path.stem, predictor.info
+            )
         )
     return written
+
+
+def comparison_grid(
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    palette: np.ndarray | None = None,
+    gap: int = 4,
+) -> np.ndarray:
+    """One picture of ``(image, ground truth, prediction)`` rows, masks drawn in class colours.
+
+    Images may differ in size; each row is as tall as its image, padded white on the right.
+    """
+    panels = [
+        [image, colorize(truth, palette), colorize(pred, palette)] for image, truth, pred in rows
+    ]
+    width = max(sum(p.shape[1] for p in row) + 2 * gap for row in panels)
+    lines = []
+    for row in panels:
+        height = row[0].shape[0]
+        line = np.full((height + gap, width, 3), 255, dtype=np.uint8)
+        x = 0
+        for panel in row:
+            line[:height, x : x + panel.shape[1]] = panel
+            x += panel.shape[1] + gap
+        lines.append(line)
+    return np.concatenate(lines, axis=0)

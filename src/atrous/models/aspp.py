@@ -14,6 +14,11 @@ ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 """Atrous rates of the three 3x3 branches per output stride (v3 paper, Sec. 3.3)."""
 
 
+def rates_for(output_stride: int, rates_at_os16: Sequence[int] = ASPP_RATES[16]) -> tuple[int, ...]:
+    """Scale rates given for OS16 to ``output_stride`` (doubled at OS8, halved at OS32)."""
+    return tuple(max(1, r * 16 // output_stride) for r in rates_at_os16)
+
+
 class ImagePooling(nn.Module):
     """Image-level features: global average pool, 1x1 conv + BN + ReLU, upsample back."""
 
@@ -29,6 +34,8 @@ class ImagePooling(nn.Module):
 class ASPP(nn.Module):
     """1x1 conv + three 3x3 atrous convs + image pooling, concatenated and projected.
 
+    Rates are given for OS16 and scaled to the backbone's ``output_stride``.
+
     ``separable=True`` gives the DeepLabv3+ variant with depthwise-separable 3x3 branches.
     Dropout 0.1 after the projection follows the TF reference (keep probability 0.9).
     """
@@ -37,31 +44,32 @@ class ASPP(nn.Module):
         self,
         in_channels: int,
         out_channels: int = 256,
-        rates: Sequence[int] = ASPP_RATES[16],
+        rates_at_os16: Sequence[int] = ASPP_RATES[16],
         *,
+        output_stride: int = 16,
         separable: bool = False,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        self.rates_at_os16 = tuple(rates_at_os16)
         self.branches = nn.ModuleList([conv_bn_relu(in_channels, out_channels, 1)])
-        for rate in rates:
-            self.branches.append(
-                conv3x3(in_channels, out_channels, dilation=rate, separable=separable)
-            )
+        for _ in rates_at_os16:
+            self.branches.append(conv3x3(in_channels, out_channels, separable=separable))
         self.pooling = ImagePooling(in_channels, out_channels)
         self.project = nn.Sequential(
-            conv_bn_relu((len(rates) + 2) * out_channels, out_channels, 1), nn.Dropout(dropout)
+            conv_bn_relu((len(rates_at_os16) + 2) * out_channels, out_channels, 1),
+            nn.Dropout(dropout),
         )
-        self.rates = tuple(rates)
         self.out_channels = out_channels
+        self.set_output_stride(output_stride)
 
-    def set_rates(self, rates: Sequence[int]) -> None:
-        """Change the atrous rates in place (e.g. doubled when moving from OS16 to OS8)."""
-        if len(rates) != len(self.rates):
-            raise ValueError(f"expected {len(self.rates)} rates, got {len(rates)}")
-        for branch, rate in zip(self.branches[1:], rates, strict=True):
-            set_dilation(branch[0][0] if isinstance(branch[0], nn.Sequential) else branch[0], rate)
-        self.rates = tuple(rates)
+    def set_output_stride(self, output_stride: int) -> None:
+        """Set the atrous rates for ``output_stride`` in place (doubled from OS16 to OS8)."""
+        self.rates = rates_for(output_stride, self.rates_at_os16)
+        for branch, rate in zip(self.branches[1:], self.rates, strict=True):
+            # The branch's 3x3 conv (the depthwise one when separable) carries the rate.
+            conv = next(m for m in branch.modules() if isinstance(m, nn.Conv2d))
+            set_dilation(conv, rate)
 
     def forward(self, x: Tensor) -> Tensor:
         outs = [branch(x) for branch in self.branches]

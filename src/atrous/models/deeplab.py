@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -44,7 +44,7 @@ class DeepLab(nn.Module):
         backbone strides become atrous rates and ASPP rates scale with them."""
         check_output_stride(output_stride)
         self.backbone.set_output_stride(output_stride)
-        self.aspp.set_rates(ASPP_RATES[output_stride])
+        self.aspp.set_output_stride(output_stride)
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.backbone(x)
@@ -70,16 +70,23 @@ def deeplabv3plus(
     width_mult: float = 1.0,
     channels: int = 256,
     separable: bool = True,
+    atrous_rates: Sequence[int] = ASPP_RATES[16],
 ) -> DeepLab:
     """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features.
 
     ``separable`` uses depthwise-separable convs in ASPP and decoder, as the paper does.
     ``width_mult`` scales the backbone's channels and ``channels`` the ASPP/decoder width
-    (256 in the paper); smaller values make a CPU-sized model.
+    (256 in the paper); smaller values make a CPU-sized model. ``atrous_rates`` are the ASPP
+    rates at OS16, scaled with the output stride (the TF reference's ``atrous_rates``); smaller
+    ones suit small inputs, where rates past the feature map's size leave only the centre tap.
     """
     net = _backbone(backbone, output_stride, width_mult)
     aspp = ASPP(
-        net.feature_channels["out"], channels, ASPP_RATES[output_stride], separable=separable
+        net.feature_channels["out"],
+        channels,
+        atrous_rates,
+        output_stride=output_stride,
+        separable=separable,
     )
     decoder = DeepLabV3PlusDecoder(
         net.feature_channels["os4"], channels, channels=channels, separable=separable

@@ -13,7 +13,7 @@ def check_output_stride(output_stride: int) -> None:
 
 
 def stride_plan(strides: Sequence[int], output_stride: int) -> list[tuple[int, int]]:
-    """Give each unit, from its nominal stride, the (stride, dilation) that stops at ``output_stride``.
+    """Per unit, from its nominal stride: the (stride, dilation) to stop at ``output_stride``.
 
     Once the running stride reaches ``output_stride``, a unit's stride turns into a doubled
     atrous rate for the units after it; the unit itself keeps the rate it had. This is the TF

@@ -44,9 +44,7 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = stride == 1 and in_channels == out_channels
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(
-                Conv2dNormActivation(in_channels, hidden, 1, activation_layer=nn.ReLU6)
-            )
+            layers.append(Conv2dNormActivation(in_channels, hidden, 1, activation_layer=nn.ReLU6))
         layers += [
             Conv2dNormActivation(
                 hidden, hidden, 3, stride=stride, groups=hidden, activation_layer=nn.ReLU6

@@ -1,0 +1,13 @@
+"""The demo's promise, checked in full: `pytest -m slow` (minutes on a CPU)."""
+
+from pathlib import Path
+
+import pytest
+
+from atrous.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_reaches_its_miou_bar(tmp_path: Path):
+    result = run_demo(tmp_path / "demo", progress=False)
+    assert result["metrics"]["miou"] >= 0.70
