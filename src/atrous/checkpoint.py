@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if not found:
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt file)") from None
+        what = f" ({found.group(1)})"
+        raise CheckpointError(
+            f"{path}: refused: it holds pickled Python objects{what} that "
+            "torch.load(weights_only=True) will not run; atrous checkpoints hold only tensors "
+            "and plain data"
+        ) from None
     except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an atrous checkpoint (no {FORMAT!r} marker)")
     return state
