@@ -9,6 +9,7 @@ from scratch with batch 4 (more steps of a smaller batch learn faster in a fixed
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,11 @@ DEMO_OVERRIDES = (
 )
 
 
-def demo_config(out: str | Path, **overrides: Any) -> Config:
-    """The demo recipe, training into ``out`` on ``out/data``."""
+def demo_config(out: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The demo recipe, training into ``out`` on ``out/data``, then ``key=value`` overrides."""
     out = Path(out)
-    extra = [f"{k}={v}" for k, v in overrides.items()]
-    return load_config(
-        None,
-        [*DEMO_OVERRIDES, f"data.root={out / 'data'}", f"train.out_dir={out}", *extra],
-    )
+    paths = [f"data.root={out / 'data'}", f"train.out_dir={out}"]
+    return load_config(None, [*DEMO_OVERRIDES, *paths, *overrides])
 
 
 def run_demo(
@@ -58,10 +56,10 @@ def run_demo(
     """
     start = time.perf_counter()
     out = Path(out)
-    overrides: dict[str, Any] = {"train.seed": seed, "train.device": device}
+    overrides = [f"train.seed={seed}", f"train.device={device}"]
     if steps is not None:
-        overrides["train.steps"] = steps
-    cfg = demo_config(out, **overrides)
+        overrides.append(f"train.steps={steps}")
+    cfg = demo_config(out, overrides)
     make_synthetic_dataset(out / "data", num_train=num_train, num_val=num_val, seed=seed)
     result = train(cfg, progress=progress)
     predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
@@ -70,7 +68,7 @@ def run_demo(
     paths = [image for image, _ in val_set.samples[:16]]
     predict_to_files(predictor, paths, pred_dir, progress=progress)
     rows = []
-    for index in range(8):
+    for index in range(min(8, len(val_set))):
         image, truth = val_set[index]
         rows.append((image.permute(1, 2, 0).numpy(), truth.numpy(), predictor.predict(image)))
     Image.fromarray(comparison_grid(rows, val_set.palette)).save(out / "predictions.png")
