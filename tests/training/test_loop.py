@@ -7,7 +7,7 @@ from torch.nn import functional as F
 import atrous.training.loop as loop
 from atrous.checkpoint import load_checkpoint
 from atrous.data import SegmentationFolder, eval_transforms
-from atrous.errors import AtrousError
+from atrous.errors import AtrousError, CheckpointError
 from atrous.models import build_model
 from atrous.training import poly_lr, train
 from tests.conftest import tiny_config
@@ -100,3 +100,11 @@ def test_poly_lr():
     assert lrs[0] == pytest.approx(0.01)
     assert lrs[5] == pytest.approx(0.01 * 0.5**0.9)
     assert sched.get_last_lr()[0] == 0.0
+
+
+def test_resume_into_a_different_model_is_refused(tiny_data: Path, tmp_path: Path):
+    common = ("train.steps=1", "data.val_split=null")
+    train(tiny_config(tiny_data, tmp_path, *common), progress=False)
+    wider = tiny_config(tiny_data, tmp_path, *common, "model.channels=24", "train.steps=2")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: checkpoint is from a different"):
+        train(wider, resume=True, progress=False)
