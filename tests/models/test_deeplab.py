@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from atrous.models import MODELS, build_model, deeplabv3plus
+from atrous.models import MODELS, build_model, deeplabv3plus, mobile_deeplabv3
 from atrous.models.backbones._stride import stride_plan
 
 
@@ -38,10 +38,10 @@ def test_backward_reaches_every_parameter():
 def test_paper_widths_and_rates():
     model = deeplabv3plus(num_classes=21)
     assert model.backbone.feature_channels == {"os4": 24, "out": 320}
-    assert model.aspp.rates == (6, 12, 18)
+    assert model.head.rates == (6, 12, 18)
     assert model.decoder.reduce[0].out_channels == 48  # v3+ low-level projection
-    assert model.aspp.out_channels == 256 and model.decoder.out_channels == 256
-    assert deeplabv3plus(num_classes=21, output_stride=8).aspp.rates == (12, 24, 36)
+    assert model.head.out_channels == 256 and model.decoder.out_channels == 256
+    assert deeplabv3plus(num_classes=21, output_stride=8).head.rates == (12, 24, 36)
 
 
 def test_stride_plan_turns_strides_into_rates():
@@ -84,7 +84,7 @@ def test_set_output_stride_keeps_weights_and_matches_a_fresh_build():
     model8.load_state_dict(model16.state_dict())
     before = {k: v.clone() for k, v in model16.state_dict().items()}
     model16.set_output_stride(8)
-    assert model16.output_stride == 8 and model16.aspp.rates == (12, 24, 36)
+    assert model16.output_stride == 8 and model16.head.rates == (12, 24, 36)
     x = torch.randn(1, 3, 49, 49)
     with torch.no_grad():
         assert torch.equal(model16(x), model8(x))
@@ -108,12 +108,23 @@ def test_builder_registry_and_errors():
 
 def test_custom_atrous_rates_follow_the_output_stride():
     model = _small(atrous_rates=(2, 4, 6))
-    assert model.aspp.rates == (2, 4, 6)
+    assert model.head.rates == (2, 4, 6)
     model.set_output_stride(8)
-    assert model.aspp.rates == (4, 8, 12)
-    depthwise = model.aspp.branches[3][0][0]  # separable branch: depthwise conv first
+    assert model.head.rates == (4, 8, 12)
+    depthwise = model.head.branches[3][0][0]  # separable branch: depthwise conv first
     assert depthwise.dilation == (12, 12) and depthwise.padding == (12, 12)
     model.set_output_stride(32)
-    assert model.aspp.rates == (1, 2, 3)
+    assert model.head.rates == (1, 2, 3)
     model.set_output_stride(16)
-    assert model.aspp.rates == (2, 4, 6)
+    assert model.head.rates == (2, 4, 6)
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_mobile_deeplabv3(output_stride):
+    model = mobile_deeplabv3(num_classes=21, output_stride=output_stride)
+    assert len(model.head.branches) == 1 and model.decoder is None  # 1x1 + image pooling only
+    x = torch.randn(2, 3, 65, 65)
+    assert model(x).shape == (2, 21, 65, 65)
+    model(x).mean().backward()
+    # MobileNetV2 paper, Table 7: 2.11M parameters for the OS16 model without ASPP.
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 2.11

@@ -1,5 +1,5 @@
 """Models: ``[N,3,H,W]`` images -> ``[N,K,H,W]`` logits."""
 
-from .deeplab import MODELS, DeepLab, build_model, deeplabv3plus
+from .deeplab import MODELS, DeepLab, build_model, deeplabv3plus, mobile_deeplabv3
 
-__all__ = ["MODELS", "DeepLab", "build_model", "deeplabv3plus"]
+__all__ = ["MODELS", "DeepLab", "build_model", "deeplabv3plus", "mobile_deeplabv3"]

@@ -1,4 +1,4 @@
-"""The DeepLab model (backbone -> ASPP -> optional decoder -> logits) and its builders."""
+"""The DeepLab model (backbone -> head -> optional decoder -> logits) and its builders."""
 
 from __future__ import annotations
 
@@ -16,24 +16,28 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {"mobilenetv2": MobileNetV2}
 
 
 class DeepLab(nn.Module):
-    """``[N,3,H,W]`` image -> ``[N,num_classes,H,W]`` logits, bilinearly upsampled to the input."""
+    """``[N,3,H,W]`` image -> ``[N,num_classes,H,W]`` logits, bilinearly upsampled to the input.
+
+    ``head`` maps the backbone's ``"out"`` features to features (ASPP) or straight to logits
+    (v1 LargeFOV, v2 ASPP); ``decoder`` (v3+) fuses the ``"os4"`` features; ``classifier``
+    maps to class logits (``nn.Identity`` when the head already gives them).
+    """
 
     def __init__(
         self,
         backbone: nn.Module,
-        aspp: ASPP,
+        head: nn.Module,
         classifier: nn.Module,
-        decoder: DeepLabV3PlusDecoder | None = None,
+        decoder: nn.Module | None = None,
+        *,
+        num_classes: int,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.aspp = aspp
+        self.head = head
         self.decoder = decoder
         self.classifier = classifier
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.out_channels
+        self.num_classes = num_classes
 
     @property
     def output_stride(self) -> int:
@@ -44,22 +48,28 @@ class DeepLab(nn.Module):
         backbone strides become atrous rates and ASPP rates scale with them."""
         check_output_stride(output_stride)
         self.backbone.set_output_stride(output_stride)
-        self.aspp.set_output_stride(output_stride)
+        if hasattr(self.head, "set_output_stride"):
+            self.head.set_output_stride(output_stride)
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.backbone(x)
-        y = self.aspp(features["out"])
+        y = self.head(features["out"])
         if self.decoder is not None:
             y = self.decoder(y, features["os4"])
         logits = self.classifier(y)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _backbone(name: str, output_stride: int, width_mult: float) -> nn.Module:
+def _backbone(name: str, output_stride: int, width_mult: float = 1.0) -> nn.Module:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
     check_output_stride(output_stride)
-    return BACKBONES[name](output_stride=output_stride, width_mult=width_mult)
+    if width_mult == 1.0:
+        return BACKBONES[name](output_stride=output_stride)
+    try:
+        return BACKBONES[name](output_stride=output_stride, width_mult=width_mult)
+    except TypeError:
+        raise ValueError(f"backbone {name!r} has no width multiplier") from None
 
 
 def deeplabv3plus(
@@ -91,10 +101,25 @@ def deeplabv3plus(
     decoder = DeepLabV3PlusDecoder(
         net.feature_channels["os4"], channels, channels=channels, separable=separable
     )
-    return DeepLab(net, aspp, nn.Conv2d(channels, num_classes, 1), decoder)
+    classifier = nn.Conv2d(channels, num_classes, 1)
+    return DeepLab(net, aspp, classifier, decoder, num_classes=num_classes)
 
 
-MODELS: dict[str, Callable[..., DeepLab]] = {"deeplabv3plus": deeplabv3plus}
+def mobile_deeplabv3(
+    *, num_classes: int = 21, output_stride: int = 16, width_mult: float = 1.0
+) -> DeepLab:
+    """Mobile DeepLabv3 (MobileNetV2 paper, Sec. 6.3): MobileNetV2 features before the final
+    1x1 conv ("MNet V2*") at OS16, and a reduced ASPP of only the 1x1 and image-pooling
+    branches (no atrous branches, no decoder)."""
+    net = _backbone("mobilenetv2", output_stride, width_mult)
+    head = ASPP(net.feature_channels["out"], 256, (), output_stride=output_stride)
+    return DeepLab(net, head, nn.Conv2d(256, num_classes, 1), num_classes=num_classes)
+
+
+MODELS: dict[str, Callable[..., DeepLab]] = {
+    "deeplabv3plus": deeplabv3plus,
+    "mobile_deeplabv3": mobile_deeplabv3,
+}
 """Builder names for configs and the CLI."""
 
 
