@@ -133,7 +133,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
     )
     try:
         model = build_model(spec["name"], **spec["kwargs"]).to(device)
-    except ValueError as err:
+    except (TypeError, ValueError) as err:  # a builder rejecting a model.* option
         raise ConfigError(f"model: {err}") from None
     optimizer = torch.optim.SGD(_param_groups(model, t.weight_decay), lr=t.lr, momentum=t.momentum)
     scheduler = poly_lr(optimizer, t.steps, t.poly_power)
