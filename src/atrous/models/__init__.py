@@ -1,5 +1,32 @@
 """Models: ``[N,3,H,W]`` images -> ``[N,K,H,W]`` logits."""
 
-from .deeplab import MODELS, DeepLab, build_model, deeplabv3plus, mobile_deeplabv3
+from .convert import from_torchvision
+from .convert_timm import from_timm
+from .deeplab import (
+    BACKBONES,
+    MODELS,
+    DeepLab,
+    build_model,
+    deeplabv1,
+    deeplabv2,
+    deeplabv3,
+    deeplabv3plus,
+    mobile_deeplabv3,
+)
+from .summary import ModelSummary, summary
 
-__all__ = ["MODELS", "DeepLab", "build_model", "deeplabv3plus", "mobile_deeplabv3"]
+__all__ = [
+    "BACKBONES",
+    "MODELS",
+    "ModelSummary",
+    "DeepLab",
+    "build_model",
+    "deeplabv1",
+    "deeplabv2",
+    "deeplabv3",
+    "deeplabv3plus",
+    "from_timm",
+    "from_torchvision",
+    "mobile_deeplabv3",
+    "summary",
+]

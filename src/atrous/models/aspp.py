@@ -1,4 +1,5 @@
-"""Atrous Spatial Pyramid Pooling, DeepLabv3 form (Chen et al., 2017, Sec. 3.3)."""
+"""Atrous Spatial Pyramid Pooling: DeepLabv3 form (Chen et al., 2017, Sec. 3.3) and DeepLabv2's
+summed score branches (Chen et al., 2016, Sec. 3.3)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,65 @@ class ASPP(nn.Module):
         outs = [branch(x) for branch in self.branches]
         outs.append(self.pooling(x))
         return self.project(torch.cat(outs, dim=1))
+
+
+ASPP_V2_RATES = (6, 12, 18, 24)
+"""DeepLabv2 "ASPP-L" rates at OS8, the output stride v2 runs at (v2 paper, Sec. 3.3)."""
+
+
+class ASPPv2(nn.Module):
+    """DeepLabv2 ASPP: parallel atrous branches, each giving class scores, fused by summation.
+
+    ResNet-101 version (``hidden=None``): each branch is one 3x3 atrous conv (with bias) to
+    ``num_classes``. VGG-16 version (``hidden=1024``): each branch is fc6 (3x3 atrous, ``hidden``)
+    -> ReLU -> dropout -> fc7 (1x1, ``hidden``) -> ReLU -> dropout -> fc8 (1x1, classes).
+    Rates are given at OS8 (v2's output stride) and scaled to ``output_stride`` (halved at OS16).
+    The head outputs logits, so a model built with it takes ``nn.Identity`` as classifier.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        rates_at_os8: Sequence[int] = ASPP_V2_RATES,
+        *,
+        output_stride: int = 8,
+        hidden: int | None = None,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.rates_at_os8 = tuple(rates_at_os8)
+        self.branches = nn.ModuleList()
+        for _ in self.rates_at_os8:
+            if hidden is None:
+                branch: nn.Module = nn.Conv2d(in_channels, num_classes, 3)
+            else:
+                branch = nn.Sequential(
+                    nn.Conv2d(in_channels, hidden, 3),
+                    nn.ReLU(inplace=True),
+                    nn.Dropout(dropout),
+                    nn.Conv2d(hidden, hidden, 1),
+                    nn.ReLU(inplace=True),
+                    nn.Dropout(dropout),
+                    nn.Conv2d(hidden, num_classes, 1),
+                )
+            score = branch if hidden is None else branch[-1]
+            # Released v2 prototxts: score layers start Gaussian, std 0.01, bias 0 (recalled).
+            nn.init.normal_(score.weight, std=0.01)
+            nn.init.zeros_(score.bias)
+            self.branches.append(branch)
+        self.out_channels = num_classes
+        self.set_output_stride(output_stride)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Set the atrous rates for ``output_stride`` in place (halved from OS8 to OS16)."""
+        self.rates = tuple(max(1, r * 8 // output_stride) for r in self.rates_at_os8)
+        for branch, rate in zip(self.branches, self.rates, strict=True):
+            conv = next(m for m in branch.modules() if isinstance(m, nn.Conv2d))
+            set_dilation(conv, rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return out

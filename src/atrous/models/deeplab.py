@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .aspp import ASPP, ASPP_RATES
-from .backbones import MobileNetV2
+from .aspp import ASPP, ASPP_RATES, ASPPv2
+from .backbones import VGG16, MobileNetV2, resnet50, resnet101, xception41, xception65, xception71
 from .backbones._stride import check_output_stride
 from .decoders import DeepLabV3PlusDecoder
+from .largefov import LargeFOV
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {"mobilenetv2": MobileNetV2}
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "mobilenetv2": MobileNetV2,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "vgg16": VGG16,
+    "xception41": xception41,
+    "xception65": xception65,
+    "xception71": xception71,
+}
 
 
 class DeepLab(nn.Module):
@@ -60,16 +70,32 @@ class DeepLab(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _backbone(name: str, output_stride: int, width_mult: float = 1.0) -> nn.Module:
+def _backbone(
+    name: str,
+    output_stride: int,
+    width_mult: float = 1.0,
+    *,
+    multi_grid: Sequence[int] | None = None,
+    extra_blocks: int = 0,
+) -> nn.Module:
+    """Build backbone ``name``, passing only the options set away from their defaults."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
     check_output_stride(output_stride)
-    if width_mult == 1.0:
-        return BACKBONES[name](output_stride=output_stride)
-    try:
-        return BACKBONES[name](output_stride=output_stride, width_mult=width_mult)
-    except TypeError:
-        raise ValueError(f"backbone {name!r} has no width multiplier") from None
+    options: dict[str, object] = {}
+    if width_mult != 1.0:
+        options["width_mult"] = width_mult
+    if multi_grid is not None:
+        options["multi_grid"] = tuple(multi_grid)
+    if extra_blocks:
+        options["extra_blocks"] = extra_blocks
+    accepted = inspect.signature(BACKBONES[name]).parameters
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ValueError(
+            f"backbone {name!r} does not take {', '.join(unknown)}; leave it at its default"
+        )
+    return BACKBONES[name](output_stride=output_stride, **options)
 
 
 def deeplabv3plus(
@@ -82,7 +108,8 @@ def deeplabv3plus(
     separable: bool = True,
     atrous_rates: Sequence[int] = ASPP_RATES[16],
 ) -> DeepLab:
-    """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features.
+    """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features (MobileNetV2's
+    ``features[3]``, ResNet's ``layer1``).
 
     ``separable`` uses depthwise-separable convs in ASPP and decoder, as the paper does.
     ``width_mult`` scales the backbone's channels and ``channels`` the ASPP/decoder width
@@ -105,6 +132,59 @@ def deeplabv3plus(
     return DeepLab(net, aspp, classifier, decoder, num_classes=num_classes)
 
 
+def deeplabv3(
+    *,
+    backbone: str = "resnet101",
+    num_classes: int = 21,
+    output_stride: int = 16,
+    multi_grid: Sequence[int] | None = None,
+    extra_blocks: int = 0,
+    width_mult: float = 1.0,
+    channels: int = 256,
+    atrous_rates: Sequence[int] = ASPP_RATES[16],
+) -> DeepLab:
+    """DeepLabv3 (Chen et al., 2017): backbone + ASPP (plain 3x3 convs) + 1x1 classifier.
+
+    ``multi_grid`` multiplies the rates of block4's units (Sec. 3.2; the paper's best is
+    (1, 2, 4)); ``extra_blocks`` cascades copies of block4 (Sec. 3.2, "going deeper"); both
+    are ResNet options. ``atrous_rates`` are the ASPP rates at OS16 (Sec. 3.3), ``channels`` the
+    ASPP width (256 in the paper). No decoder: logits come from OS-``output_stride`` features.
+    """
+    net = _backbone(
+        backbone, output_stride, width_mult, multi_grid=multi_grid, extra_blocks=extra_blocks
+    )
+    aspp = ASPP(net.feature_channels["out"], channels, atrous_rates, output_stride=output_stride)
+    return DeepLab(net, aspp, nn.Conv2d(channels, num_classes, 1), num_classes=num_classes)
+
+
+def deeplabv2(
+    *, backbone: str = "resnet101", num_classes: int = 21, output_stride: int = 8
+) -> DeepLab:
+    """DeepLabv2 (Chen et al., 2016): backbone at OS8 + ASPP-L (rates 6/12/18/24, Sec. 3.3),
+    whose branches give class scores that are summed; the head outputs logits.
+
+    ResNet backbones take single-conv branches; a VGG backbone (name starting ``vgg``) takes
+    the fc6-fc7-fc8 branches with 1024 hidden channels, as in the paper.
+    """
+    net = _backbone(backbone, output_stride)
+    head = ASPPv2(
+        net.feature_channels["out"],
+        num_classes,
+        output_stride=output_stride,
+        hidden=1024 if backbone.startswith("vgg") else None,
+    )
+    return DeepLab(net, head, nn.Identity(), num_classes=num_classes)
+
+
+def deeplabv1(*, num_classes: int = 21, output_stride: int = 8) -> DeepLab:
+    """DeepLab-LargeFOV (v1, Chen et al., 2015, Sec. 4): VGG-16 with pool4/pool5 at stride 1
+    and conv5 at rate 2 (OS8), then the LargeFOV head (fc6 3x3 at rate 12 with 1024 channels,
+    fc7, fc8) giving logits."""
+    net = _backbone("vgg16", output_stride)
+    head = LargeFOV(net.feature_channels["out"], num_classes, output_stride=output_stride)
+    return DeepLab(net, head, nn.Identity(), num_classes=num_classes)
+
+
 def mobile_deeplabv3(
     *, num_classes: int = 21, output_stride: int = 16, width_mult: float = 1.0
 ) -> DeepLab:
@@ -117,6 +197,9 @@ def mobile_deeplabv3(
 
 
 MODELS: dict[str, Callable[..., DeepLab]] = {
+    "deeplabv1": deeplabv1,
+    "deeplabv2": deeplabv2,
+    "deeplabv3": deeplabv3,
     "deeplabv3plus": deeplabv3plus,
     "mobile_deeplabv3": mobile_deeplabv3,
 }

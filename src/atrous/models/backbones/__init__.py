@@ -1,5 +1,22 @@
-"""Backbones: ``[N,3,H,W] -> {"os4": low-level features, "out": high-level features}``."""
+"""Backbones: ``[N,3,H,W] -> {"os4": low-level features, "out": high-level features}``.
+
+Each takes ``output_stride`` and has ``feature_channels``, ``output_stride`` and
+``set_output_stride``; strides become atrous rates through ``_stride.stride_plan``.
+"""
 
 from .mobilenetv2 import MobileNetV2
+from .resnet import ResNet, resnet50, resnet101
+from .vgg import VGG16
+from .xception import Xception, xception41, xception65, xception71
 
-__all__ = ["MobileNetV2"]
+__all__ = [
+    "VGG16",
+    "MobileNetV2",
+    "ResNet",
+    "Xception",
+    "resnet50",
+    "resnet101",
+    "xception41",
+    "xception65",
+    "xception71",
+]
