@@ -1,8 +1,9 @@
 """Forward-pass time and size of every atrous builder at 513x513 on CPU, next to torchvision.
 
-Run by hand:  python benchmarks/models.py [--repeats 5] [--size 513]
-Writes benchmarks/results/models.json and models.md. Each pair (atrous vs torchvision, same
-architecture) runs interleaved in one process, eval mode, batch 1, median of the repeats.
+Run by hand:  python benchmarks/models.py [--repeats 5] [--size 513] [--only NAME --out STEM]
+Writes benchmarks/results/models.json and models.md (or STEM.json / STEM.md). Each pair
+(atrous vs torchvision, same architecture) runs interleaved in one process, eval mode, batch 1,
+median of the repeats.
 """
 
 from __future__ import annotations
@@ -62,11 +63,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=513)
+    parser.add_argument("--only", default="", help="run only models whose name contains this")
+    parser.add_argument("--out", default="models", help="results file stem in results/")
     args = parser.parse_args()
     torch.manual_seed(0)
     x = torch.randn(1, 3, args.size, args.size)
     rows = []
     for name, (builder, kwargs) in ATROUS.items():
+        if args.only not in name:
+            continue
         if builder not in MODELS:
             print(f"skip {name}: no builder {builder!r}")
             continue
@@ -104,7 +109,7 @@ def main() -> None:
         "repeats": args.repeats,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "models.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     keys = [
         "model",
         "params_M",
@@ -122,7 +127,7 @@ def main() -> None:
     ]
     for row in rows:
         lines.append("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
-    (RESULTS / "models.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -13,6 +13,7 @@ from .backbones import VGG16, MobileNetV2, resnet50, resnet101, xception41, xcep
 from .backbones._stride import check_output_stride
 from .decoders import DeepLabV3PlusDecoder
 from .largefov import LargeFOV
+from .weights import load_backbone_weights, torchvision_coco
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "mobilenetv2": MobileNetV2,
@@ -77,8 +78,10 @@ def _backbone(
     *,
     multi_grid: Sequence[int] | None = None,
     extra_blocks: int = 0,
+    weights: str | None = None,
 ) -> nn.Module:
-    """Build backbone ``name``, passing only the options set away from their defaults."""
+    """Build backbone ``name``, passing only the options set away from their defaults, and
+    fill it with published ``weights`` ("imagenet", downloaded) if asked."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
     check_output_stride(output_stride)
@@ -95,7 +98,10 @@ def _backbone(
         raise ValueError(
             f"backbone {name!r} does not take {', '.join(unknown)}; leave it at its default"
         )
-    return BACKBONES[name](output_stride=output_stride, **options)
+    net = BACKBONES[name](output_stride=output_stride, **options)
+    if weights is not None:
+        load_backbone_weights(net, name, weights)
+    return net
 
 
 def deeplabv3plus(
@@ -107,6 +113,7 @@ def deeplabv3plus(
     channels: int = 256,
     separable: bool = True,
     atrous_rates: Sequence[int] = ASPP_RATES[16],
+    backbone_weights: str | None = None,
 ) -> DeepLab:
     """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features (MobileNetV2's
     ``features[3]``, ResNet's ``layer1``).
@@ -117,7 +124,7 @@ def deeplabv3plus(
     rates at OS16, scaled with the output stride (the TF reference's ``atrous_rates``); smaller
     ones suit small inputs, where rates past the feature map's size leave only the centre tap.
     """
-    net = _backbone(backbone, output_stride, width_mult)
+    net = _backbone(backbone, output_stride, width_mult, weights=backbone_weights)
     aspp = ASPP(
         net.feature_channels["out"],
         channels,
@@ -142,6 +149,8 @@ def deeplabv3(
     width_mult: float = 1.0,
     channels: int = 256,
     atrous_rates: Sequence[int] = ASPP_RATES[16],
+    backbone_weights: str | None = None,
+    weights: str | None = None,
 ) -> DeepLab:
     """DeepLabv3 (Chen et al., 2017): backbone + ASPP (plain 3x3 convs) + 1x1 classifier.
 
@@ -149,16 +158,33 @@ def deeplabv3(
     (1, 2, 4)); ``extra_blocks`` cascades copies of block4 (Sec. 3.2, "going deeper"); both
     are ResNet options. ``atrous_rates`` are the ASPP rates at OS16 (Sec. 3.3), ``channels`` the
     ASPP width (256 in the paper). No decoder: logits come from OS-``output_stride`` features.
+
+    ``backbone_weights="imagenet"`` downloads ImageNet weights for the backbone;
+    ``weights="torchvision-coco"`` returns torchvision's COCO-trained DeepLabv3 (21 VOC classes)
+    converted by ``from_torchvision`` (its head keeps torchvision's extra 3x3 conv).
     """
+    if weights is not None:
+        if weights != "torchvision-coco":
+            raise ValueError(f"unknown weights {weights!r}; available: 'torchvision-coco'")
+        return torchvision_coco(backbone, num_classes, output_stride)  # type: ignore[return-value]
     net = _backbone(
-        backbone, output_stride, width_mult, multi_grid=multi_grid, extra_blocks=extra_blocks
+        backbone,
+        output_stride,
+        width_mult,
+        multi_grid=multi_grid,
+        extra_blocks=extra_blocks,
+        weights=backbone_weights,
     )
     aspp = ASPP(net.feature_channels["out"], channels, atrous_rates, output_stride=output_stride)
     return DeepLab(net, aspp, nn.Conv2d(channels, num_classes, 1), num_classes=num_classes)
 
 
 def deeplabv2(
-    *, backbone: str = "resnet101", num_classes: int = 21, output_stride: int = 8
+    *,
+    backbone: str = "resnet101",
+    num_classes: int = 21,
+    output_stride: int = 8,
+    backbone_weights: str | None = None,
 ) -> DeepLab:
     """DeepLabv2 (Chen et al., 2016): backbone at OS8 + ASPP-L (rates 6/12/18/24, Sec. 3.3),
     whose branches give class scores that are summed; the head outputs logits.
@@ -166,7 +192,7 @@ def deeplabv2(
     ResNet backbones take single-conv branches; a VGG backbone (name starting ``vgg``) takes
     the fc6-fc7-fc8 branches with 1024 hidden channels, as in the paper.
     """
-    net = _backbone(backbone, output_stride)
+    net = _backbone(backbone, output_stride, weights=backbone_weights)
     head = ASPPv2(
         net.feature_channels["out"],
         num_classes,
@@ -176,22 +202,28 @@ def deeplabv2(
     return DeepLab(net, head, nn.Identity(), num_classes=num_classes)
 
 
-def deeplabv1(*, num_classes: int = 21, output_stride: int = 8) -> DeepLab:
+def deeplabv1(
+    *, num_classes: int = 21, output_stride: int = 8, backbone_weights: str | None = None
+) -> DeepLab:
     """DeepLab-LargeFOV (v1, Chen et al., 2015, Sec. 4): VGG-16 with pool4/pool5 at stride 1
     and conv5 at rate 2 (OS8), then the LargeFOV head (fc6 3x3 at rate 12 with 1024 channels,
     fc7, fc8) giving logits."""
-    net = _backbone("vgg16", output_stride)
+    net = _backbone("vgg16", output_stride, weights=backbone_weights)
     head = LargeFOV(net.feature_channels["out"], num_classes, output_stride=output_stride)
     return DeepLab(net, head, nn.Identity(), num_classes=num_classes)
 
 
 def mobile_deeplabv3(
-    *, num_classes: int = 21, output_stride: int = 16, width_mult: float = 1.0
+    *,
+    num_classes: int = 21,
+    output_stride: int = 16,
+    width_mult: float = 1.0,
+    backbone_weights: str | None = None,
 ) -> DeepLab:
     """Mobile DeepLabv3 (MobileNetV2 paper, Sec. 6.3): MobileNetV2 features before the final
     1x1 conv ("MNet V2*") at OS16, and a reduced ASPP of only the 1x1 and image-pooling
     branches (no atrous branches, no decoder)."""
-    net = _backbone("mobilenetv2", output_stride, width_mult)
+    net = _backbone("mobilenetv2", output_stride, width_mult, weights=backbone_weights)
     head = ASPP(net.feature_channels["out"], 256, (), output_stride=output_stride)
     return DeepLab(net, head, nn.Conv2d(256, num_classes, 1), num_classes=num_classes)
 
