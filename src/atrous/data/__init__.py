@@ -1,12 +1,17 @@
 """Files -> (tv_tensors.Image, tv_tensors.Mask)."""
 
-from .folder import SegmentationFolder, read_image, read_mask
+from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, map_labels, read_image, read_mask
+from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import colorize, overlay, voc_colormap
 from .synthetic import make_synthetic_dataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "PairedDataset",
+    "check_labels",
+    "map_labels",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -17,62 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ..errors import DataError
-from .info import IGNORE_INDEX, DatasetInfo
+from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, read_image, read_mask
+from .info import DatasetInfo
 from .palette import voc_colormap
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-_MASK_MODES = ("P", "L", "I", "I;16")
-
-
-def read_image(path: str | Path) -> tv_tensors.Image:
-    """Decode an image file to a uint8 ``3xHxW`` RGB tensor, naming the file if it cannot be read.
-
-    PIL rather than torchvision.io, whose decoders are deprecated since torchvision 0.29.
-    """
-    try:
-        with Image.open(path) as img:
-            return tv_tensors.Image(pil_to_tensor(img.convert("RGB")))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable image ({err})") from None
-
-
-def read_mask(path: str | Path) -> tv_tensors.Mask:
-    """Read a class-id PNG to an int64 ``HxW`` mask.
-
-    PIL, not torchvision.io, because torchvision expands palette PNGs to RGB colours and we need
-    the palette indices, which are the class ids.
-    """
-    try:
-        with Image.open(path) as img:
-            if img.mode not in _MASK_MODES:
-                raise DataError(
-                    f"{path}: mask has mode {img.mode!r}; expected one class id per pixel "
-                    f"(a palette or grayscale PNG, modes {', '.join(_MASK_MODES)}), "
-                    "not a colour image"
-                )
-            array = np.array(img, dtype=np.int64)
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path}: unreadable mask ({err})") from None
-    return tv_tensors.Mask(torch.from_numpy(array))
-
-
-def check_labels(mask: torch.Tensor, num_classes: int, path: str | Path) -> None:
-    """Raise if ``mask`` holds values outside ``[0, num_classes)`` and the ignore label 255."""
-    bad = (mask >= num_classes) & (mask != IGNORE_INDEX) | (mask < 0)
-    if bad.any():
-        values = sorted(torch.unique(mask[bad]).tolist())
-        shown = ", ".join(map(str, values[:10])) + (" ..." if len(values) > 10 else "")
-        raise DataError(
-            f"{path}: label values {shown} are outside [0, {num_classes}) and the ignore label "
-            f"{IGNORE_INDEX}"
-        )
+__all__ = ["SegmentationFolder", "check_labels", "load_info", "read_image", "read_mask"]
 
 
 def load_info(root: str | Path, num_classes: int | None = None) -> DatasetInfo:
@@ -121,12 +72,12 @@ def _split_stems(root: Path, split: str | None, images: dict[str, Path]) -> list
     return stems
 
 
-class SegmentationFolder(Dataset):
+class SegmentationFolder(PairedDataset):
     """(image, mask) pairs from a folder; see the module docstring for the layout.
 
-    Items are ``(tv_tensors.Image uint8 3xHxW, tv_tensors.Mask int64 HxW)`` passed through
-    ``transforms(image, mask)`` when given. Pairing is checked up front; sizes and label values
-    when an item is read, so that a bad file is named when training meets it.
+    Pairing is checked up front; sizes and label values when an item is read, so that a bad
+    file is named when training meets it. ``strict=False`` lists images without a mask in
+    ``missing`` instead of raising (``atrous data check`` uses it).
     """
 
     def __init__(
@@ -136,10 +87,10 @@ class SegmentationFolder(Dataset):
         *,
         num_classes: int | None = None,
         transforms: Callable[..., Any] | None = None,
+        strict: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
-        self.transforms = transforms
         image_dir, mask_dir = self.root / "images", self.root / "masks"
         if not image_dir.is_dir():
             raise DataError(f"{self.root}: no images/ folder; expected images/ and masks/")
@@ -148,46 +99,17 @@ class SegmentationFolder(Dataset):
         }
         if not images:
             raise DataError(f"{image_dir}: empty data folder (no .jpg or .png images)")
-        self.info = load_info(self.root, num_classes)
+        info = load_info(self.root, num_classes)
         self.stems = _split_stems(self.root, split, images)
         if not self.stems:
             raise DataError(f"{self.root}: split {split!r} is empty")
-        self.samples: list[tuple[Path, Path]] = []
+        samples, missing = [], []
         for stem in self.stems:
             mask_path = mask_dir / f"{stem}.png"
-            if not mask_path.is_file():
-                raise DataError(f"{images[stem]}: image without a mask (expected {mask_path})")
-            self.samples.append((images[stem], mask_path))
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.info.classes
-
-    @property
-    def palette(self) -> np.ndarray:
-        return self.info.palette
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        """Read and check item ``index`` without transforms."""
-        image_path, mask_path = self.samples[index]
-        image, mask = read_image(image_path), read_mask(mask_path)
-        if image.shape[-2:] != mask.shape[-2:]:
-            raise DataError(
-                f"{mask_path}: mask size {tuple(mask.shape[-2:])} (HxW) differs from its image "
-                f"{image_path.name} {tuple(image.shape[-2:])}"
-            )
-        check_labels(mask, self.num_classes, mask_path)
-        return image, mask
-
-    def __getitem__(self, index: int) -> Any:
-        image, mask = self.load(index)
-        if self.transforms is not None:
-            return self.transforms(image, mask)
-        return image, mask
+            if mask_path.is_file():
+                samples.append((images[stem], mask_path))
+            else:
+                missing.append(f"{images[stem]}: image without a mask (expected {mask_path})")
+        super().__init__(
+            samples, info, transforms=transforms, missing=missing, strict=strict, where=self.root
+        )

@@ -14,11 +14,13 @@ IGNORE_INDEX = 255
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Names and colours of a dataset's classes; ``palette`` defaults to the VOC colormap."""
+    """Names and colours of a dataset's classes; ``palette`` defaults to the VOC colormap;
+    ``splits`` names the splits the dataset ships (empty: whatever split files exist)."""
 
     classes: tuple[str, ...]
     palette: np.ndarray = field(default_factory=voc_colormap, compare=False, repr=False)
     ignore_index: int = IGNORE_INDEX
+    splits: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:

@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from ..checkpoint import load_checkpoint, load_model_state
-from ..data.folder import read_image
+from ..data import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from ..models import build_model

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data.folder import IMAGE_SUFFIXES
+from ..data import IMAGE_SUFFIXES
 from ..data.info import DatasetInfo
 from ..data.palette import colorize, overlay, voc_colormap
 from ..errors import DataError

@@ -1,0 +1,146 @@
+"""What every dataset shares: readers that name the bad file, and a dataset of (image, mask) pairs.
+
+Dataset classes (folder, VOC, Cityscapes, ...) only find their pairs and know their label
+mapping; reading, mapping, checking and transforms happen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from ..errors import DataError
+from .info import IGNORE_INDEX, DatasetInfo
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_MASK_MODES = ("P", "L", "I", "I;16")
+
+
+def read_image(path: str | Path) -> tv_tensors.Image:
+    """Decode an image file to a uint8 ``3xHxW`` RGB tensor, naming the file if it cannot be read.
+
+    PIL rather than torchvision.io, whose decoders are deprecated since torchvision 0.29.
+    """
+    try:
+        with Image.open(path) as img:
+            return tv_tensors.Image(pil_to_tensor(img.convert("RGB")))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable image ({err})") from None
+
+
+def read_mask(path: str | Path) -> tv_tensors.Mask:
+    """Read a class-id PNG to an int64 ``HxW`` mask.
+
+    PIL, not torchvision.io, because torchvision expands palette PNGs to RGB colours and we need
+    the palette indices, which are the class ids.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.mode not in _MASK_MODES:
+                raise DataError(
+                    f"{path}: mask has mode {img.mode!r}; expected one class id per pixel "
+                    f"(a palette or grayscale PNG, modes {', '.join(_MASK_MODES)}), "
+                    "not a colour image"
+                )
+            array = np.array(img, dtype=np.int64)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{path}: unreadable mask ({err})") from None
+    return tv_tensors.Mask(torch.from_numpy(array))
+
+
+def check_labels(mask: torch.Tensor, num_classes: int, path: str | Path) -> None:
+    """Raise if ``mask`` holds values outside ``[0, num_classes)`` and the ignore label 255."""
+    bad = (mask >= num_classes) & (mask != IGNORE_INDEX) | (mask < 0)
+    if bad.any():
+        values = sorted(torch.unique(mask[bad]).tolist())
+        shown = ", ".join(map(str, values[:10])) + (" ..." if len(values) > 10 else "")
+        raise DataError(
+            f"{path}: label values {shown} are outside [0, {num_classes}) and the ignore label "
+            f"{IGNORE_INDEX}"
+        )
+
+
+def map_labels(mask: torch.Tensor, lut: torch.Tensor, path: str | Path) -> torch.Tensor:
+    """Raw label ids -> train ids through a lookup table (e.g. Cityscapes ids, ADE20K shift)."""
+    if mask.numel() and (mask.min() < 0 or mask.max() >= len(lut)):
+        bad = sorted(torch.unique(mask[(mask < 0) | (mask >= len(lut))]).tolist())[:10]
+        raise DataError(f"{path}: raw label values {bad} are outside the label table")
+    return lut[mask]
+
+
+class PairedDataset(Dataset):
+    """``(image path, mask path)`` pairs read as ``(tv_tensors.Image uint8 3xHxW,
+    tv_tensors.Mask int64 HxW)`` and passed through ``transforms(image, mask)`` when given.
+
+    ``read_label`` reads a mask file (PNG by default), ``label_map`` (a lookup table) maps raw
+    ids to train ids with 255 = ignore. Each item is checked when read: the mask's size must
+    equal the image's and its values lie in ``[0, num_classes)`` or 255, else a
+    :class:`DataError` names the file. ``missing`` lists images whose mask was not found; with
+    ``strict`` (the default) a non-empty list is an error.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[Path, Path]],
+        info: DatasetInfo,
+        *,
+        transforms: Callable[..., Any] | None = None,
+        read_label: Callable[[Path], torch.Tensor] = read_mask,
+        label_map: torch.Tensor | None = None,
+        missing: Sequence[str] = (),
+        strict: bool = True,
+        where: str | Path = "",
+    ) -> None:
+        self.samples = list(samples)
+        self.info = info
+        self.transforms = transforms
+        self.read_label = read_label
+        self.label_map = label_map
+        self.missing = list(missing)
+        if strict and self.missing:
+            raise DataError(f"{self.missing[0]} ({len(self.missing)} image(s) in all)")
+        if not self.samples and not self.missing:
+            raise DataError(f"{where}: empty dataset (no image/mask pairs found)")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def palette(self) -> np.ndarray:
+        return self.info.palette
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        """Read, map and check item ``index`` without transforms."""
+        image_path, mask_path = self.samples[index]
+        image, mask = read_image(image_path), self.read_label(mask_path)
+        if self.label_map is not None:
+            mask = map_labels(mask, self.label_map, mask_path)
+        if image.shape[-2:] != mask.shape[-2:]:
+            raise DataError(
+                f"{mask_path}: mask size {tuple(mask.shape[-2:])} (HxW) differs from its image "
+                f"{image_path.name} {tuple(image.shape[-2:])}"
+            )
+        check_labels(mask, self.num_classes, mask_path)
+        return tv_tensors.Image(image), tv_tensors.Mask(mask)
+
+    def __getitem__(self, index: int) -> Any:
+        image, mask = self.load(index)
+        if self.transforms is not None:
+            return self.transforms(image, mask)
+        return image, mask
