@@ -21,7 +21,7 @@ def _eval(args: argparse.Namespace) -> None:
     from .training.evaluate import evaluate_checkpoint
 
     result, classes = evaluate_checkpoint(
-        args.checkpoint, args.data, split=args.split, device=args.device
+        args.checkpoint, args.data, split=args.split, dataset=args.dataset, device=args.device
     )
     print(format_table(result, classes))
     out = args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json")
@@ -35,6 +35,17 @@ def _predict(args: argparse.Namespace) -> None:
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     written = predict_to_files(predictor, find_images(args.inputs), args.out)
     print(f"wrote {len(written)} masks and overlays to {args.out}")
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from .data import build_dataset
+    from .data.check import check_dataset
+
+    options = {"num_classes": args.num_classes} if args.num_classes else {}
+    dataset = build_dataset(args.dataset, args.root, args.split, strict=False, **options)
+    report = check_dataset(dataset)
+    print(report.format())
+    return 0 if report.ok else 1
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -79,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint on a data folder; writes JSON.",
     )
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="data folder (images/, masks/, split files)")
-    p.add_argument("--split", default="val", help="split file name without .txt (default: val)")
+    p.add_argument("--data", required=True, help="dataset root (its official layout)")
+    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    p.add_argument("--split", default="val", help="split name (default: val)")
     p.add_argument("--out", help="JSON path (default: eval_<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_eval)
@@ -95,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_predict)
+
+    p = sub.add_parser(
+        "data",
+        help="inspect a dataset: `atrous data check` finds bad pairs, counts classes",
+        description="Dataset tools.",
+    )
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    q = data_sub.add_parser(
+        "check",
+        help="scan a dataset: missing masks, size mismatches, bad labels, class frequencies",
+        description="Scan every image/mask pair; exits 1 if any is missing or inconsistent.",
+    )
+    q.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    q.add_argument("--root", required=True, help="dataset root in its official layout")
+    q.add_argument("--split", default="train", help="split (default: train)")
+    q.add_argument("--num-classes", type=int, help="folder datasets without classes.json")
+    q.set_defaults(run=_data_check)
 
     p = sub.add_parser(
         "demo",
@@ -113,11 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except AtrousError as err:
         print(f"atrous {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

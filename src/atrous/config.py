@@ -25,10 +25,11 @@ from .errors import ConfigError
 class DataConfig:
     """Where the data is and how it is augmented (defaults: DeepLab on PASCAL VOC)."""
 
+    dataset: str = "folder"  # a name in atrous.data.DATASETS: folder, voc, cityscapes, ...
     root: str = ""
     train_split: str = "train"
     val_split: str | None = "val"
-    num_classes: int | None = None  # None: from the data folder's classes.json
+    num_classes: int | None = None  # folder only; None: from the folder's classes.json
     crop_size: int = 513
     scale_range: tuple[float, float] = (0.5, 2.0)
     scale_step: float = 0.25

@@ -1,6 +1,7 @@
 """Files -> (tv_tensors.Image, tv_tensors.Mask)."""
 
 from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, map_labels, read_image, read_mask
+from .build import DATASETS, build_dataset
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import colorize, overlay, voc_colormap
@@ -8,6 +9,8 @@ from .synthetic import make_synthetic_dataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 
 __all__ = [
+    "DATASETS",
+    "build_dataset",
     "IMAGE_SUFFIXES",
     "PairedDataset",
     "check_labels",

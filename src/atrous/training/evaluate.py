@@ -8,7 +8,8 @@ from typing import Any
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..data import SegmentationFolder
+from ..data import build_dataset
+from ..errors import DataError
 from ..inference import Predictor, resolve_device
 from ..metrics import ConfusionMatrix
 
@@ -30,12 +31,20 @@ def evaluate_checkpoint(
     data_root: str | Path,
     *,
     split: str | None = "val",
+    dataset: str = "folder",
     device: str = "auto",
     progress: bool = True,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Evaluate a checkpoint on a data folder; returns the metrics and the class names."""
+    """Evaluate a checkpoint on ``dataset`` (a name in ``atrous.data.DATASETS``) under
+    ``data_root``; returns the metrics and the class names."""
     predictor = Predictor.from_checkpoint(checkpoint, device=resolve_device(device))
     classes = predictor.info.classes if predictor.info else ()
-    dataset = SegmentationFolder(data_root, split, num_classes=len(classes))
-    result = evaluate(predictor, dataset, len(classes), progress=progress).compute()
+    options = {"num_classes": len(classes)} if dataset == "folder" else {}
+    data = build_dataset(dataset, data_root, split, **options)
+    if data.num_classes != len(classes):
+        raise DataError(
+            f"{data_root}: {dataset} has {data.num_classes} classes, the checkpoint "
+            f"{checkpoint} predicts {len(classes)}"
+        )
+    result = evaluate(predictor, data, len(classes), progress=progress).compute()
     return result, classes

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..config import Config, to_dict
-from ..data import IGNORE_INDEX, SegmentationFolder, train_transforms
+from ..data import IGNORE_INDEX, build_dataset, train_transforms
 from ..errors import AtrousError, ConfigError
 from ..inference import Predictor, resolve_device
 from ..metrics import format_table, write_json
@@ -118,19 +118,14 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
         scale_step=d.scale_step,
         hflip=d.hflip,
     )
-    train_set = SegmentationFolder(
-        d.root, d.train_split, num_classes=d.num_classes, transforms=transforms
-    )
+    options = {} if d.num_classes is None else {"num_classes": d.num_classes}
+    train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
     spec = {
         "name": cfg.model.name,
         "kwargs": {**cfg.model.builder_kwargs(), "num_classes": train_set.num_classes},
     }
     # Check the validation split now, not after hours of training.
-    val_set = (
-        SegmentationFolder(d.root, d.val_split, num_classes=train_set.num_classes)
-        if d.val_split
-        else None
-    )
+    val_set = build_dataset(d.dataset, d.root, d.val_split, **options) if d.val_split else None
     try:
         model = build_model(spec["name"], **spec["kwargs"]).to(device)
     except (TypeError, ValueError) as err:  # a builder rejecting a model.* option

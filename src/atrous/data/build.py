@@ -1,0 +1,37 @@
+"""One entry point for every dataset: ``build_dataset(name, root, split)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from .folder import SegmentationFolder
+
+DATASETS: dict[str, Callable[..., Dataset]] = {"folder": SegmentationFolder}
+"""Dataset names for configs and the CLI."""
+
+
+def build_dataset(
+    name: str,
+    root: str | Path,
+    split: str | None = "train",
+    transforms: Callable[..., Any] | None = None,
+    **options: Any,
+) -> Dataset:
+    """The dataset ``name`` in its official on-disk layout under ``root``.
+
+    Items, without transforms, are ``(tv_tensors.Image uint8 3xHxW, tv_tensors.Mask int64 HxW)``
+    of train ids with 255 = ignore; ``dataset.classes`` and ``dataset.palette`` name and colour
+    the classes. ``options`` go to the dataset class (e.g. ``num_classes`` for ``folder``,
+    ``strict=False`` to collect images without masks instead of raising).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    try:
+        return DATASETS[name](root, split, transforms=transforms, **options)
+    except TypeError as err:
+        raise DataError(f"dataset {name!r}: {err}") from None

@@ -1,0 +1,67 @@
+"""``atrous data check``: scan a dataset for the problems that would stop or skew training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+from ._pairs import PairedDataset
+from .info import IGNORE_INDEX
+
+
+@dataclass
+class CheckReport:
+    """What a scan found: pairs read, problems (each naming its file), class pixel counts."""
+
+    num_images: int
+    classes: tuple[str, ...]
+    missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    pixel_counts: list[int] = field(default_factory=list)
+    ignored_pixels: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.errors
+
+    def format(self) -> str:
+        """Counts, every problem, then per-class pixel frequencies, for a terminal."""
+        lines = [
+            f"{self.num_images} image/mask pairs, {len(self.missing)} images without a mask, "
+            f"{len(self.errors)} unreadable or inconsistent pairs"
+        ]
+        lines += [f"  missing: {m}" for m in self.missing]
+        lines += [f"  error: {e}" for e in self.errors]
+        total = sum(self.pixel_counts) + self.ignored_pixels
+        if total:
+            width = max(len(c) for c in (*self.classes, "(ignore 255)"))
+            lines.append(f"{'class':<{width}}  {'pixels':>12}  {'share':>7}")
+            for name, count in zip(self.classes, self.pixel_counts, strict=True):
+                lines.append(f"{name:<{width}}  {count:>12}  {100 * count / total:>6.2f}%")
+            lines.append(
+                f"{'(ignore 255)':<{width}}  {self.ignored_pixels:>12}  "
+                f"{100 * self.ignored_pixels / total:>6.2f}%"
+            )
+        lines.append("OK" if self.ok else "FAILED: fix the files above")
+        return "\n".join(lines)
+
+
+def check_dataset(dataset: PairedDataset, *, progress: bool = True) -> CheckReport:
+    """Read every pair of ``dataset`` (built with ``strict=False``), collecting each problem
+    instead of stopping at the first, and count pixels per class."""
+    counts = torch.zeros(dataset.num_classes, dtype=torch.int64)
+    report = CheckReport(len(dataset), dataset.classes, missing=list(dataset.missing))
+    for index in tqdm(range(len(dataset)), desc="check", unit="img", disable=not progress):
+        try:
+            _, mask = dataset.load(index)
+        except DataError as err:
+            report.errors.append(str(err))
+            continue
+        ignored = mask == IGNORE_INDEX
+        report.ignored_pixels += int(ignored.sum())
+        counts += torch.bincount(mask[~ignored].reshape(-1), minlength=dataset.num_classes)
+    report.pixel_counts = counts.tolist()
+    return report
