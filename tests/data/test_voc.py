@@ -229,3 +229,33 @@ def test_mat_without_segmentation(tmp_path: Path):
     scipy.io.savemat(tmp_path / "b.mat", {"GTinst": {"Segmentation": np.zeros((2, 2), np.uint8)}})
     with pytest.raises(DataError, match=r"b\.mat: no 'GTcls' variable"):
         read_sbd_mask(tmp_path / "b.mat")
+
+
+def test_atrous_train_on_voc(voc: Path, tmp_path: Path, capsys):
+    from atrous.cli import main
+
+    recipe = tmp_path / "voc.yaml"
+    recipe.write_text(
+        f"data:\n  dataset: voc\n  root: {voc}\n  train_split: train_aug\n  val_split: val\n"
+        "  crop_size: 32\n  num_workers: 0\n"
+        "model:\n  width_mult: 0.25\n  channels: 16\n"
+        f"train:\n  steps: 2\n  batch_size: 2\n  out_dir: {tmp_path / 'run'}\n"
+    )
+    assert main(["train", "--config", str(recipe)]) == 0
+    assert "aeroplane" in capsys.readouterr().out  # the VOC class table after evaluation
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "run" / "checkpoint.pt"),
+                "--dataset",
+                "voc",
+                "--data",
+                str(voc),
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )

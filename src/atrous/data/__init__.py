@@ -2,13 +2,19 @@
 
 from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, map_labels, read_image, read_mask
 from .build import DATASETS, build_dataset
+from .cityscapes import CITYSCAPES_INFO, CityscapesSegmentation
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import colorize, overlay, voc_colormap
 from .synthetic import make_synthetic_dataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
+from .voc import VOC_INFO, VOCSegmentation
 
 __all__ = [
+    "CITYSCAPES_INFO",
+    "VOC_INFO",
+    "CityscapesSegmentation",
+    "VOCSegmentation",
     "DATASETS",
     "build_dataset",
     "IMAGE_SUFFIXES",

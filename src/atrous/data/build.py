@@ -9,9 +9,15 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from .cityscapes import CityscapesSegmentation
 from .folder import SegmentationFolder
+from .voc import VOCSegmentation
 
-DATASETS: dict[str, Callable[..., Dataset]] = {"folder": SegmentationFolder}
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "folder": SegmentationFolder,
+    "voc": VOCSegmentation,
+    "cityscapes": CityscapesSegmentation,
+}
 """Dataset names for configs and the CLI."""
 
 
