@@ -1,8 +1,10 @@
 """Files -> (tv_tensors.Image, tv_tensors.Mask)."""
 
 from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, map_labels, read_image, read_mask
+from .ade20k import ADE20K_INFO, ADE20KSegmentation
 from .build import DATASETS, build_dataset
 from .cityscapes import CITYSCAPES_INFO, CityscapesSegmentation
+from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import colorize, overlay, voc_colormap
@@ -11,6 +13,9 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_tran
 from .voc import VOC_INFO, VOCSegmentation
 
 __all__ = [
+    "ADE20K_INFO",
+    "ADE20KSegmentation",
+    "PascalContextSegmentation",
     "CITYSCAPES_INFO",
     "VOC_INFO",
     "CityscapesSegmentation",

@@ -9,7 +9,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from .ade20k import ADE20KSegmentation
 from .cityscapes import CityscapesSegmentation
+from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
 from .voc import VOCSegmentation
 
@@ -17,6 +19,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "folder": SegmentationFolder,
     "voc": VOCSegmentation,
     "cityscapes": CityscapesSegmentation,
+    "ade20k": ADE20KSegmentation,
+    "context": PascalContextSegmentation,
 }
 """Dataset names for configs and the CLI."""
 
