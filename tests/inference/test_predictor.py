@@ -83,3 +83,73 @@ def test_comparison_grid_places_panels():
     assert (grid[:10, :12] == 7).all()
     assert tuple(grid[0, 2 * (12 + 2)]) == (128, 0, 0)  # prediction panel: class 1's colour
     assert (grid[12:17, 6:8] == 255).all()  # gap between the second row's panels
+
+
+def test_predict_proba_sums_to_one_and_logits_agree(predictor):
+    array = np.random.default_rng(2).integers(0, 256, (21, 26, 3), dtype=np.uint8)
+    probs = predictor.predict_proba(array)
+    assert probs.shape == (4, 21, 26) and probs.device.type == "cpu"
+    torch.testing.assert_close(probs.sum(0), torch.ones(21, 26))
+    torch.testing.assert_close(probs, predictor.logits(array).softmax(0))
+
+
+def test_tta_and_sliding_options():
+    torch.manual_seed(0)
+    model = deeplabv3plus(num_classes=4, width_mult=0.25, channels=16)
+    tta = Predictor(model, scales=(0.75, 1.0, 1.25), flip=True, crop=24, stride=16)
+    array = np.random.default_rng(3).integers(0, 256, (30, 37, 3), dtype=np.uint8)
+    probs = tta.predict_proba(array)
+    assert probs.shape == (4, 30, 37)
+    torch.testing.assert_close(probs.sum(0), torch.ones(30, 37))
+    # With scales/flip, logits() is the log of the averaged probabilities.
+    torch.testing.assert_close(tta.logits(array).exp(), probs)
+    np.testing.assert_array_equal(tta.predict(array), probs.argmax(0).numpy())
+    assert (tta.crop, tta.stride, tta.scales, tta.flip) == (
+        (24, 24),
+        (16, 16),
+        (0.75, 1, 1.25),
+        True,
+    )
+
+
+def test_predict_batch_matches_predict(predictor):
+    rng = np.random.default_rng(4)
+    images = [
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        for shape in [(16, 20, 3), (24, 16, 3), (16, 20, 3), (16, 20, 3)]
+    ]
+    batch = predictor.predict_batch(images, batch_size=2)
+    assert len(batch) == 4
+    for image, labels in zip(images, batch, strict=True):
+        assert labels.dtype == np.int64
+        np.testing.assert_array_equal(labels, predictor.predict(image))
+    assert predictor.predict_batch([]) == []
+
+
+def test_output_stride_option():
+    model = deeplabv3plus(num_classes=4, width_mult=0.25, channels=16)
+    assert model.output_stride == 16
+    Predictor(model, output_stride=8)
+    assert model.output_stride == 8
+    with pytest.raises(ValueError, match="set_output_stride"):
+        Predictor(torch.nn.Conv2d(3, 4, 1), output_stride=8)
+    with pytest.raises(ValueError, match="needs crop"):
+        Predictor(model, stride=8)
+
+
+def test_from_checkpoint_passes_options(tiny_checkpoint):
+    plain = Predictor.from_checkpoint(tiny_checkpoint)
+    assert plain.is_plain and plain.crop is None
+    tuned = Predictor.from_checkpoint(
+        tiny_checkpoint, scales=(0.5, 1.0), flip=True, output_stride=8, crop=32, stride=16
+    )
+    assert (tuned.scales, tuned.flip, tuned.crop, tuned.stride) == (
+        (0.5, 1.0),
+        True,
+        (32, 32),
+        (16, 16),
+    )
+    assert tuned.output_stride == 8 and tuned.model.output_stride == 8
+    assert tuned.info is not None and tuned.mean == plain.mean
+    array = np.random.default_rng(5).integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    assert tuned.predict(array).shape == (20, 28)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
@@ -18,6 +18,8 @@ from ..data import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from ..models import build_model
+from .sliding import pair, sliding_window
+from .tta import check_scales, multiscale_probs, tta_log_probs
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -51,21 +53,52 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 class Predictor:
-    """Runs a segmentation model on single images, whole-image, in eval mode.
+    """Runs a segmentation model on images in eval mode; returns maps at each image's own size.
 
     ``mean``/``std`` are the normalization the model was trained with; ``info`` carries class
     names and colours for callers that draw the result.
+
+    Paper-fidelity evaluation options (DeepLabv3 Sec. 4.3): ``scales`` and ``flip`` average the
+    softmax over rescaled and left-right flipped inputs (:mod:`.tta`); ``output_stride`` calls
+    ``model.set_output_stride`` once, in place (e.g. train at OS16, evaluate at OS8); ``crop`` and
+    ``stride`` switch each scale from whole-image to sliding-window inference (:mod:`.sliding`).
+    The defaults give plain single-scale whole-image inference.
     """
 
     def __init__(
         self,
         model: nn.Module,
         *,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        output_stride: int | None = None,
+        crop: int | tuple[int, int] | None = None,
+        stride: int | tuple[int, int] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         device: str | torch.device = "cpu",
         info: DatasetInfo | None = None,
     ) -> None:
+        self.scales = check_scales(scales)
+        self.flip = bool(flip)
+        self.crop = None if crop is None else pair(crop, "crop")
+        if stride is not None and crop is None:
+            raise ValueError("stride is the sliding-window step; it needs crop as well")
+        self.stride = None if stride is None else pair(stride, "stride")
+        if (
+            self.crop is not None
+            and self.stride is not None
+            and (self.stride[0] > self.crop[0] or self.stride[1] > self.crop[1])
+        ):
+            raise ValueError(f"stride {self.stride} is larger than crop {self.crop}")
+        if output_stride is not None:
+            if not hasattr(model, "set_output_stride"):
+                raise ValueError(
+                    f"output_stride={output_stride} needs a model with set_output_stride(); "
+                    f"{type(model).__name__} has none (leave output_stride=None)"
+                )
+            model.set_output_stride(output_stride)
+        self.output_stride = output_stride
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.mean, self.std = tuple(mean), tuple(std)
@@ -73,8 +106,13 @@ class Predictor:
         self._normalize = eval_transforms(mean=mean, std=std)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> Predictor:
-        """Rebuild the model a checkpoint was trained as, with its weights and normalization."""
+    def from_checkpoint(
+        cls, path: str | Path, *, device: str | torch.device = "cpu", **options: Any
+    ) -> Predictor:
+        """Rebuild the model a checkpoint was trained as, with its weights and normalization.
+
+        ``options`` (``scales``, ``flip``, ``output_stride``, ``crop``, ``stride``) go to the
+        constructor unchanged."""
         state = load_checkpoint(path)
         spec = state["model_spec"]
         model = build_model(spec["name"], **spec["kwargs"])
@@ -82,17 +120,66 @@ class Predictor:
         info = DatasetInfo(
             classes=tuple(state["classes"]), palette=np.asarray(state["palette"], dtype=np.uint8)
         )
-        return cls(model, mean=state["mean"], std=state["std"], device=device, info=info)
+        return cls(model, mean=state["mean"], std=state["std"], device=device, info=info, **options)
+
+    @property
+    def is_plain(self) -> bool:
+        """Single scale 1, no flip: the scores are the model's (window-averaged) logits."""
+        return self.scales == (1.0,) and not self.flip
+
+    def _forward(self, x: Tensor) -> Tensor:
+        if self.crop is None:
+            return self.model(x)
+        return sliding_window(self.model, x, self.crop, self.stride)
+
+    def _scores(self, x: Tensor) -> Tensor:
+        if self.is_plain:
+            return self._forward(x)
+        return tta_log_probs(None, x, self.scales, self.flip, forward=self._forward)
+
+    def _batch(self, image: ImageLike) -> Tensor:
+        return self._normalize(to_image_tensor(image)).unsqueeze(0).to(self.device)
 
     @torch.inference_mode()
     def logits(self, image: ImageLike) -> torch.Tensor:
-        """Class scores ``[K, H, W]`` at the image's size."""
-        x = self._normalize(to_image_tensor(image)).unsqueeze(0).to(self.device)
-        return self.model(x)[0]
+        """Class scores ``[K, H, W]`` at the image's size, on the predictor's device.
+
+        With the defaults these are the model's logits (averaged over overlapping windows when
+        ``crop`` is set). With several scales or ``flip`` they are the log of the averaged
+        probabilities, so ``argmax`` and ``softmax`` stay correct."""
+        return self._scores(self._batch(image))[0]
+
+    @torch.inference_mode()
+    def predict_proba(self, image: ImageLike) -> torch.Tensor:
+        """Class probabilities ``[K, H, W]`` (sum 1 over classes), a float tensor on the CPU."""
+        x = self._batch(image)
+        if self.is_plain:
+            return self._forward(x).softmax(1)[0].float().cpu()
+        return multiscale_probs(None, x, self.scales, self.flip, self._forward)[0].float().cpu()
 
     def predict(self, image: ImageLike) -> np.ndarray:
         """Class ids, an ``HxW`` int64 array at the image's size."""
         return self.logits(image).argmax(0).cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[np.ndarray]:
+        """:meth:`predict` for many images; images of one size run together, ``batch_size`` at
+        a time. Returns ``HxW`` int64 arrays in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        tensors = [self._normalize(to_image_tensor(image)) for image in images]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(tensors):
+            by_size.setdefault(tuple(t.shape), []).append(i)
+        results: list[np.ndarray | None] = [None] * len(tensors)
+        for indices in by_size.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                x = torch.stack([tensors[i] for i in chunk]).to(self.device)
+                labels = self._scores(x).argmax(1).cpu().numpy()
+                for i, label in zip(chunk, labels, strict=True):
+                    results[i] = label
+        return results  # type: ignore[return-value]
 
     def __call__(self, image: ImageLike) -> Any:
         return self.predict(image)
