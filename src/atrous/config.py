@@ -64,6 +64,15 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5  # MobileNetV2 / Xception; 1e-4 for ResNet
     poly_power: float = 0.9
+    warmup_steps: int = 0  # linear LR warm-up before the poly decay
+    head_lr_mult: float = 1.0  # LR multiplier for everything but the backbone
+    top_k_percent: float = 1.0  # hard-pixel mining: keep this share of the hardest pixels
+    hard_mining_steps: int = 0  # ramp from all pixels down to top_k_percent over these steps
+    class_weights: tuple[float, ...] | None = None
+    freeze_bn: bool = False  # BN uses and keeps its running statistics (small batches)
+    bn_momentum: float | None = None  # torch momentum; TF decay 0.9997 = 0.0003
+    accumulate: int = 1  # micro-batches per optimizer step (effective batch = batch x this)
+    clip_grad_norm: float | None = None
     checkpoint_every: int = 1000
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
@@ -85,6 +94,9 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key, source)
+    sequence = isinstance(value, (list, tuple))
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and sequence:  # tuple[T, ...]
+        return tuple(_coerce(v, args[0], key, source) for v in value)
     if origin is tuple and isinstance(value, (list, tuple)) and len(value) == len(args):
         return tuple(_coerce(v, a, key, source) for v, a in zip(value, args, strict=True))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

@@ -108,3 +108,74 @@ def test_resume_into_a_different_model_is_refused(tiny_data: Path, tmp_path: Pat
     wider = tiny_config(tiny_data, tmp_path, *common, "model.channels=24", "train.steps=2")
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt: checkpoint is from a different"):
         train(wider, resume=True, progress=False)
+
+
+def test_batch_size_one_trains(tiny_data: Path, tmp_path: Path):
+    # The image-pooling branch has BN over one value per channel with a batch of one.
+    cfg = tiny_config(
+        tiny_data, tmp_path, "train.steps=2", "train.batch_size=1", "data.val_split=null"
+    )
+    assert len(train(cfg, progress=False)["losses"]) == 2
+
+
+def test_freeze_bn_keeps_running_statistics(tiny_data: Path, tmp_path: Path):
+    cfg = tiny_config(
+        tiny_data, tmp_path, "train.steps=3", "train.freeze_bn=true", "data.val_split=null"
+    )
+    torch.manual_seed(cfg.train.seed)
+    initial = build_model(cfg.model.name, **cfg.model.builder_kwargs(), num_classes=5)
+    weights = load_checkpoint(train(cfg, progress=False)["checkpoint"])["model"]
+    bn_keys = [k for k in weights if "running_" in k or k.endswith("num_batches_tracked")]
+    assert bn_keys
+    for key, value in initial.state_dict().items():
+        if key in bn_keys or key.replace("running_mean", "weight") in bn_keys:
+            assert torch.equal(weights[key], value), key
+    conv = "backbone.features.0.0.weight"
+    assert not torch.equal(weights[conv], initial.state_dict()[conv])  # the rest trains
+
+
+def test_accumulation_and_clipping_resume_exactly(tiny_data: Path, tmp_path: Path, monkeypatch):
+    extra = (
+        "train.steps=4",
+        "train.accumulate=2",
+        "train.clip_grad_norm=1.0",
+        "train.top_k_percent=0.5",
+        "train.hard_mining_steps=2",
+        "train.warmup_steps=2",
+        "train.head_lr_mult=10",
+        "train.checkpoint_every=2",
+        "data.val_split=null",
+    )
+    straight = train(tiny_config(tiny_data, tmp_path / "a", *extra), progress=False)
+    save = loop.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_data, tmp_path / "b", *extra), progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    resumed = train(tiny_config(tiny_data, tmp_path / "b", *extra), resume=True, progress=False)
+    assert len(straight["losses"]) == 4
+    assert resumed["losses"] == straight["losses"][2:]
+
+
+def test_param_groups_and_warmup():
+    from atrous.training.loop import _param_groups
+
+    model = build_model("deeplabv3plus", num_classes=3, width_mult=0.25, channels=8)
+    groups = _param_groups(model, 0.01, 1e-4, head_lr_mult=10)
+    assert [g["lr"] for g in groups] == [0.01, 0.01, 0.1, 0.1]
+    assert [g["weight_decay"] for g in groups] == [1e-4, 0.0, 1e-4, 0.0]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = poly_lr(opt, 100, 0.9, warmup_steps=4)
+    lrs = []
+    for _ in range(6):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([(s + 1) / 4 * (1 - s / 100) ** 0.9 for s in range(4)])
+    assert lrs[5] == pytest.approx((1 - 5 / 100) ** 0.9)

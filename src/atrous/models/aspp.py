@@ -21,14 +21,26 @@ def rates_for(output_stride: int, rates_at_os16: Sequence[int] = ASPP_RATES[16])
 
 
 class ImagePooling(nn.Module):
-    """Image-level features: global average pool, 1x1 conv + BN + ReLU, upsample back."""
+    """Image-level features: global average pool, 1x1 conv + BN + ReLU, upsample back.
+
+    In training with a batch of one image, BN would normalize a single value per channel
+    (torch refuses); the branch then uses BN's running statistics for that batch instead.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = conv_bn_relu(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = self.conv(F.adaptive_avg_pool2d(x, 1))
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        conv, bn, act = self.conv
+        if self.training and x.shape[0] == 1:
+            y = F.batch_norm(
+                conv(pooled), bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps
+            )
+            pooled = act(y)
+        else:
+            pooled = self.conv(pooled)
         return F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -17,12 +16,13 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..config import Config, to_dict
-from ..data import IGNORE_INDEX, build_dataset, train_transforms
+from ..data import build_dataset, train_transforms
 from ..errors import AtrousError, ConfigError
 from ..inference import Predictor, resolve_device
 from ..metrics import format_table, write_json
 from ..models import build_model
 from .evaluate import evaluate
+from .losses import mining_fraction, segmentation_loss
 from .schedules import poly_lr
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -62,11 +62,34 @@ class _SeededItems(Dataset):
             return self.dataset[index]
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Decay conv/linear weights only, not BN or biases, as the TF reference's regularizers do.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def _param_groups(
+    model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0
+) -> list[dict[str, Any]]:
+    """Backbone and head parameters at ``lr`` and ``lr * head_lr_mult``; weight decay on
+    conv/linear weights only, not BN or biases, as the TF reference's regularizers do."""
+    groups = []
+    for part, mult in (("backbone", 1.0), ("head", head_lr_mult)):
+        params = [
+            p
+            for name, p in model.named_parameters()
+            if p.requires_grad and name.startswith("backbone.") == (part == "backbone")
+        ]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.ndim > 1) == decay]
+            if chosen:
+                groups.append(
+                    {"params": chosen, "lr": lr * mult, "weight_decay": weight_decay * decay}
+                )
+    return groups
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Keep every BN layer on its running statistics with fixed scale and shift (the TF
+    reference's ``fine_tune_batch_norm=False``): the fallback for small batches."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            module.requires_grad_(False)
 
 
 def _training_state(
@@ -130,8 +153,15 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
         model = build_model(spec["name"], **spec["kwargs"]).to(device)
     except (TypeError, ValueError) as err:  # a builder rejecting a model.* option
         raise ConfigError(f"model: {err}") from None
-    optimizer = torch.optim.SGD(_param_groups(model, t.weight_decay), lr=t.lr, momentum=t.momentum)
-    scheduler = poly_lr(optimizer, t.steps, t.poly_power)
+    if t.bn_momentum is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = t.bn_momentum
+    if t.freeze_bn:
+        freeze_batchnorm(model)
+    groups = _param_groups(model, t.lr, t.weight_decay, t.head_lr_mult)
+    optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    scheduler = poly_lr(optimizer, t.steps, t.poly_power, t.warmup_steps)
 
     ckpt_path = out / CHECKPOINT_NAME
     start = _restore(ckpt_path, model, optimizer, scheduler, device) if resume else 0
@@ -151,25 +181,38 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
         _SeededItems(train_set),
         batch_size=t.batch_size,
         num_workers=d.num_workers,
-        sampler=_StepSampler(len(train_set), t.seed, start * t.batch_size),
+        sampler=_StepSampler(len(train_set), t.seed, start * t.batch_size * t.accumulate),
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # keep the loader's seed draw off the global RNG we resume
     )
     losses: list[float] = []
     model.train()
+    if t.freeze_bn:
+        freeze_batchnorm(model)
+    batches = iter(loader)
     bar = tqdm(total=t.steps, initial=start, desc="train", unit="step", disable=not progress)
-    for step, (images, masks) in zip(range(start, t.steps), loader, strict=False):
-        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(images), masks, ignore_index=IGNORE_INDEX)
-        losses.append(loss.item())
-        if not math.isfinite(losses[-1]):
-            raise AtrousError(f"loss became {losses[-1]} at step {step}; lower train.lr")
+    for step in range(start, t.steps):
+        top_k = mining_fraction(step, t.top_k_percent, t.hard_mining_steps)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for _ in range(t.accumulate):  # micro-batches: gradients add up to one step
+            images, masks = next(batches)
+            images = images.to(device, non_blocking=True)
+            masks = masks.to(device, non_blocking=True)
+            loss = segmentation_loss(
+                model(images), masks, top_k_percent=top_k, class_weights=t.class_weights
+            )
+            (loss / t.accumulate).backward()
+            total += loss.item() / t.accumulate
+        if not math.isfinite(total):
+            raise AtrousError(f"loss became {total} at step {step}; lower train.lr")
+        if t.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
         optimizer.step()
         scheduler.step()
+        losses.append(total)
         bar.update()
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.set_postfix(loss=f"{total:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         if (step + 1) % t.checkpoint_every == 0 or step + 1 == t.steps:
             save_checkpoint(ckpt_path, snapshot(step + 1))
     bar.close()

@@ -1,0 +1,52 @@
+"""Segmentation losses: cross-entropy with ignore label, class weights and hard-pixel mining."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ..data.info import IGNORE_INDEX
+
+
+def mining_fraction(step: int, top_k_percent: float, warmup_steps: int = 0) -> float:
+    """Share of pixels kept at ``step``: all of them at step 0, ramping linearly down to
+    ``top_k_percent`` over ``warmup_steps`` (TF reference ``hard_example_mining_step``)."""
+    if not 0 < top_k_percent <= 1:
+        raise ValueError(f"top_k_percent must be in (0, 1], got {top_k_percent}")
+    ramp = 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+    return 1.0 - ramp * (1.0 - top_k_percent)
+
+
+def segmentation_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    ignore_index: int = IGNORE_INDEX,
+    top_k_percent: float = 1.0,
+    class_weights: Sequence[float] | Tensor | None = None,
+) -> Tensor:
+    """Mean per-pixel cross-entropy over non-ignored pixels of ``[N,K,H,W]`` logits.
+
+    ``top_k_percent < 1`` keeps only that share of the hardest pixels (highest loss) of the
+    batch, as DeepLabv3+'s TF reference ``top_k_percent_pixels`` does; ``class_weights``
+    scales each pixel's loss by its target class's weight (the mean is then over the kept
+    pixels, unweighted, as in the TF reference).
+    """
+    weight = None
+    if class_weights is not None:
+        weight = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)
+        if weight.numel() != logits.shape[1]:
+            raise ValueError(f"{weight.numel()} class weights for {logits.shape[1]} classes")
+    losses = F.cross_entropy(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction="none"
+    )
+    losses = losses[target != ignore_index]
+    if losses.numel() == 0:
+        return logits.sum() * 0.0  # a batch of only ignore pixels: zero loss, graph kept
+    if top_k_percent < 1.0:
+        k = max(1, int(round(top_k_percent * losses.numel())))
+        losses = torch.topk(losses, k, sorted=False).values
+    return losses.mean()
