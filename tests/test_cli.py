@@ -133,3 +133,56 @@ def test_demo_plumbing(tmp_path: Path, capsys):
     with Image.open(out / "predictions.png") as grid:
         assert grid.width > 3 * 96 and grid.height > 8 * 96  # 8 rows of image | truth | pred
     assert (out / "data" / "train.txt").read_text().count("\n") == 300
+
+
+def test_eval_protocol_options(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys):
+    out = tmp_path / "ms.json"
+    args = [
+        "eval",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data",
+        str(tiny_data),
+        "--scales",
+        "0.75",
+        "1.0",
+        "1.25",
+        "--flip",
+        "--output-stride",
+        "8",
+        "--trimap",
+        "1",
+        "3",
+        "40",
+        "--per-image",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "trimap mIoU by band width: 1px" in printed and "worst images:" in printed
+    report = json.loads(out.read_text())
+    assert set(report["trimap"]) == {"1", "3", "40"}
+    assert len(report["per_image"]) == 3
+    ious = [r["miou"] for r in report["per_image"] if r["miou"] is not None]
+    assert ious == sorted(ious)  # worst first
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.shape == (5, 5) and matrix.sum() == report["num_pixels"]
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--data",
+                str(tiny_data),
+                "--crop",
+                "32",
+                "--stride",
+                "16",
+                "--out",
+                str(tmp_path / "sw.json"),
+            ]
+        )
+        == 0
+    )

@@ -21,9 +21,26 @@ def _eval(args: argparse.Namespace) -> None:
     from .training.evaluate import evaluate_checkpoint
 
     result, classes = evaluate_checkpoint(
-        args.checkpoint, args.data, split=args.split, dataset=args.dataset, device=args.device
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        dataset=args.dataset,
+        device=args.device,
+        trimap_widths=args.trimap or (),
+        per_image=args.per_image,
+        scales=tuple(args.scales),
+        flip=args.flip,
+        output_stride=args.output_stride,
+        crop=args.crop,
+        stride=args.stride,
     )
     print(format_table(result, classes))
+    if "trimap" in result:
+        bands = "  ".join(f"{w}px {100 * m:.1f}" for w, m in result["trimap"].items())
+        print(f"trimap mIoU by band width: {bands}")
+    if "per_image" in result:
+        worst = result["per_image"][:5]
+        print("worst images: " + ", ".join(f"{r['image']} ({100 * r['miou']:.1f})" for r in worst))
     out = args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json")
     write_json(out, result, classes=list(classes), split=args.split, data=str(args.data))
     print(f"mIoU {100 * result['miou']:.2f}  (written to {out})")
@@ -93,6 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset root (its official layout)")
     p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
     p.add_argument("--split", default="val", help="split name (default: val)")
+    p.add_argument("--output-stride", type=int, help="evaluate at this output stride (e.g. 8)")
+    p.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="multi-scale inference, e.g. 0.5 0.75 1.0 1.25 1.5 1.75",
+    )
+    p.add_argument("--flip", action="store_true", help="also average left-right flipped inputs")
+    p.add_argument("--crop", type=int, help="sliding-window size for large images")
+    p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
+    p.add_argument(
+        "--trimap",
+        type=int,
+        nargs="+",
+        metavar="W",
+        help="also report mIoU within bands of these widths around boundaries",
+    )
+    p.add_argument("--per-image", action="store_true", help="per-image mIoU, worst first")
     p.add_argument("--out", help="JSON path (default: eval_<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_eval)
