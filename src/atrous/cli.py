@@ -28,11 +28,7 @@ def _eval(args: argparse.Namespace) -> None:
         device=args.device,
         trimap_widths=args.trimap or (),
         per_image=args.per_image,
-        scales=tuple(args.scales),
-        flip=args.flip,
-        output_stride=args.output_stride,
-        crop=args.crop,
-        stride=args.stride,
+        **_predictor_options(args),
     )
     print(format_table(result, classes))
     if "trimap" in result:
@@ -49,7 +45,9 @@ def _eval(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from .inference import Predictor, find_images, predict_to_files
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, device=args.device, **_predictor_options(args)
+    )
     written = predict_to_files(predictor, find_images(args.inputs), args.out)
     print(f"wrote {len(written)} masks and overlays to {args.out}")
 
@@ -73,6 +71,31 @@ def _demo(args: argparse.Namespace) -> None:
         f"demo: mIoU {100 * result['metrics']['miou']:.2f} on the held-out split in "
         f"{result['seconds']:.0f} s; checkpoint, metrics.json and predictions/ in {args.out}"
     )
+
+
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    """Options of the Predictor shared by eval and predict (v3 paper's evaluation protocol)."""
+    p.add_argument("--output-stride", type=int, help="run at this output stride (e.g. 8)")
+    p.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="multi-scale inference, e.g. 0.5 0.75 1.0 1.25 1.5 1.75",
+    )
+    p.add_argument("--flip", action="store_true", help="also average left-right flipped inputs")
+    p.add_argument("--crop", type=int, help="sliding-window size for large images")
+    p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
+
+
+def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "scales": tuple(args.scales),
+        "flip": args.flip,
+        "output_stride": args.output_stride,
+        "crop": args.crop,
+        "stride": args.stride,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,17 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset root (its official layout)")
     p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
     p.add_argument("--split", default="val", help="split name (default: val)")
-    p.add_argument("--output-stride", type=int, help="evaluate at this output stride (e.g. 8)")
-    p.add_argument(
-        "--scales",
-        type=float,
-        nargs="+",
-        default=[1.0],
-        help="multi-scale inference, e.g. 0.5 0.75 1.0 1.25 1.5 1.75",
-    )
-    p.add_argument("--flip", action="store_true", help="also average left-right flipped inputs")
-    p.add_argument("--crop", type=int, help="sliding-window size for large images")
-    p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
+    _inference_args(p)
     p.add_argument(
         "--trimap",
         type=int,
@@ -141,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
+    _inference_args(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_predict)
 
