@@ -59,7 +59,7 @@ class TrainConfig:
     """The solver (TF DeepLab reference defaults: SGD 0.9, poly 0.9, LR 0.007, batch 8)."""
 
     steps: int = 30000
-    batch_size: int = 8
+    batch_size: int = 8  # per process: under torchrun the global batch is this x world size
     lr: float = 0.007
     momentum: float = 0.9
     weight_decay: float = 4e-5  # MobileNetV2 / Xception; 1e-4 for ResNet
@@ -74,6 +74,8 @@ class TrainConfig:
     accumulate: int = 1  # micro-batches per optimizer step (effective batch = batch x this)
     clip_grad_norm: float | None = None
     checkpoint_every: int = 1000
+    log_every: int = 1  # steps between train_log.jsonl / TensorBoard entries
+    amp: str = "none"  # mixed precision: "none", "bf16" (CPU or CUDA) or "fp16" (CUDA only)
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
     out_dir: str = "runs/atrous"

@@ -1,0 +1,129 @@
+"""Mixed precision (bf16 on CPU, fp16 + GradScaler on CUDA) and the step/eval logs."""
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import atrous.training.loop as loop
+from atrous.checkpoint import load_checkpoint
+from atrous.errors import ConfigError
+from atrous.training import train
+from tests.conftest import tiny_config
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def _train_killed_after_first_checkpoint(cfg, monkeypatch) -> None:
+    save = loop.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+
+
+def test_bf16_on_cpu_trains(tiny_data: Path, tmp_path: Path):
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=8", "train.amp=bf16", "data.val_split=null")
+    losses = train(cfg, progress=False)["losses"]
+    assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
+    assert min(losses[-3:]) < losses[0]
+    weights = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+    assert all(v.dtype != torch.bfloat16 for v in weights.values())  # autocast, fp32 weights
+
+
+def test_fp16_on_cpu_is_a_config_error(tiny_data: Path, tmp_path: Path):
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=1", "train.amp=fp16", "train.device=cpu")
+    with pytest.raises(ConfigError, match=r"train\.amp = 'fp16' needs a CUDA device.*bf16"):
+        train(cfg, progress=False)
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=1", "train.amp=fp8")
+    with pytest.raises(ConfigError, match="expected one of none, bf16, fp16"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_log_has_a_line_per_step_and_the_evaluation(tiny_data: Path, tmp_path: Path):
+    result = train(tiny_config(tiny_data, tmp_path, "train.steps=3"), progress=False)
+    records = _log(tmp_path)
+    assert [r["step"] for r in records] == [1, 2, 3, 3]
+    assert [r["loss"] for r in records[:3]] == result["losses"]
+    assert records[0]["lr"] == pytest.approx(0.02)
+    assert records[2]["lr"] < records[1]["lr"] < records[0]["lr"]  # poly decay
+    assert records[-1]["split"] == "val"
+    assert records[-1]["eval"]["miou"] == pytest.approx(result["metrics"]["miou"])
+    assert not (tmp_path / "tensorboard").exists()  # no tensorboard package: skipped
+
+
+def test_log_every_and_tensorboard_scalars(tiny_data: Path, tmp_path: Path, monkeypatch):
+    scalars: list[tuple[str, float, int]] = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter
+        def __init__(self, log_dir: str, purge_step=None) -> None:
+            assert Path(log_dir) == tmp_path / "tensorboard"
+
+        def add_scalar(self, name: str, value: float, step: int) -> None:
+            scalars.append((name, value, step))
+
+        def close(self) -> None:
+            scalars.append(("closed", 0.0, 0))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    train(tiny_config(tiny_data, tmp_path, "train.steps=5", "train.log_every=2"), progress=False)
+    assert [r["step"] for r in _log(tmp_path)] == [2, 4, 5, 5]
+    names = [(name, step) for name, _, step in scalars]
+    assert names == [
+        *[(name, step) for step in (2, 4, 5) for name in ("loss", "lr")],
+        ("miou", 5),
+        ("closed", 0),
+    ]
+
+
+def test_bf16_resume_continues_exactly(tiny_data: Path, tmp_path: Path, monkeypatch):
+    common = (
+        "train.steps=4",
+        "train.checkpoint_every=2",
+        "train.amp=bf16",
+        "data.val_split=null",
+    )
+    straight = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
+    cfg = tiny_config(tiny_data, tmp_path / "b", *common)
+    _train_killed_after_first_checkpoint(cfg, monkeypatch)
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed["losses"] == straight["losses"][2:]
+    a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    # The resumed log holds each step once, as the uninterrupted one does.
+    assert _log(tmp_path / "b") == _log(tmp_path / "a")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast needs CUDA")
+def test_fp16_loss_scale_is_checkpointed_and_restored(tiny_data: Path, tmp_path: Path, monkeypatch):
+    common = (
+        "train.steps=4",
+        "train.checkpoint_every=2",
+        "train.amp=fp16",
+        "train.device=cuda",
+        "data.val_split=null",
+    )
+    straight = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
+    assert load_checkpoint(straight["checkpoint"])["scaler"]["scale"] > 0
+    cfg = tiny_config(tiny_data, tmp_path / "b", *common)
+    _train_killed_after_first_checkpoint(cfg, monkeypatch)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["scaler"]
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed["losses"] == pytest.approx(straight["losses"][2:], rel=1e-3)
+    a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    assert a["scaler"] == b["scaler"]

@@ -1,0 +1,122 @@
+"""Data-parallel training: two Gloo processes on CPU against one process with their global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from atrous.checkpoint import load_checkpoint
+from atrous.config import to_dict
+from atrous.training import train
+from atrous.training.distributed import WorldInfo, all_reduce_sum, init_distributed
+from atrous.training.loop import _StepSampler
+from tests.conftest import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _take(sampler: _StepSampler, count: int) -> list[tuple[int, int]]:
+    items = iter(sampler)
+    return [next(items) for _ in range(count)]
+
+
+@pytest.mark.parametrize("start", [0, 12])
+def test_ranks_split_every_global_batch(start: int):
+    # 3 ranks x batch 2 cover exactly the stream one process reads with batch 6.
+    whole = _take(_StepSampler(10, 7, start), 30)
+    shares = [
+        _take(_StepSampler(10, 7, start, rank=r, world_size=3, batch_size=2), 10) for r in range(3)
+    ]
+    rebuilt = [s[i : i + 2] for i in range(0, 10, 2) for s in shares]
+    assert [pair for chunk in rebuilt for pair in chunk] == whole
+
+
+def test_one_process_needs_no_process_group(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    world, device = init_distributed(torch.device("cpu"))
+    assert world == WorldInfo() and world.is_main and not world.distributed
+    assert device == torch.device("cpu")
+    value = torch.ones(3)
+    assert all_reduce_sum(value, world, device) is value
+
+
+@pytest.mark.parametrize("steps, accumulate", [(3, 1), (2, 2)])
+def test_two_gloo_processes_match_one_process_with_their_global_batch(
+    tiny_data: Path, tmp_path: Path, steps: int, accumulate: int
+):
+    # freeze_bn: without SyncBatchNorm (none on CPU/Gloo) each process would normalise with
+    # the statistics of its own half batch; frozen BN makes both runs the same computation.
+    common = (
+        f"train.steps={steps}",
+        f"train.accumulate={accumulate}",  # > 1: DDP skips the all-reduce until the last
+        "train.freeze_bn=true",
+        "train.checkpoint_every=2",
+    )
+    single = train(
+        tiny_config(tiny_data, tmp_path / "one", *common, "train.batch_size=2"), progress=False
+    )
+
+    cfg = tiny_config(tiny_data, tmp_path / "two", *common, "train.batch_size=1")
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(yaml.safe_dump(to_dict(cfg)))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "atrous",
+        "train",
+        "--config",
+        str(recipe),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("mIoU") <= 1  # rank 0 alone prints the table
+
+    out = tmp_path / "two"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "metrics.json",
+        "train_log.jsonl",
+    ]
+    a, b = load_checkpoint(single["checkpoint"]), load_checkpoint(out / "checkpoint.pt")
+    assert b["step"] == steps and a.keys() == b.keys()
+    assert not any(key.startswith("module.") for key in b["model"])
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, atol=1e-6, rtol=1e-5, msg=key)
+
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [*range(1, steps + 1), steps]
+    # The logged loss is the mean over every pixel of the global batch, as in one process.
+    assert [r["loss"] for r in records[:steps]] == pytest.approx(single["losses"], rel=1e-5)
+    # Each rank evaluates part of the val set; the summed confusion matrix covers all of it.
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert records[-1]["eval"] == metrics_without_extras(metrics)
+    assert metrics["num_pixels"] == single["metrics"]["num_pixels"]
+    assert metrics["miou"] == pytest.approx(single["metrics"]["miou"], abs=1e-6)
+
+
+def metrics_without_extras(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in ("classes", "split", "step")}
