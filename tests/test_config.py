@@ -68,3 +68,15 @@ def test_recipes_load_and_the_demo_recipe_matches_the_demo():
         ["data.root=atrous-demo/data", "train.out_dir=atrous-demo"],
     )
     assert shipped == demo_config("atrous-demo")
+
+
+def test_model_options_a_builder_lacks_must_stay_default():
+    cfg = load_config(None, ["model.name=mobile_deeplabv3"])
+    assert "atrous_rates" not in cfg.model.builder_kwargs()  # default: silently not passed
+    cfg = load_config(None, ["model.name=mobile_deeplabv3", "model.channels=64"])
+    with pytest.raises(ConfigError, match="model.channels = 64: builder 'mobile_deeplabv3'"):
+        cfg.model.builder_kwargs()
+    cfg = load_config(
+        None, ["model.name=deeplabv3", "model.backbone=resnet50", "model.multi_grid=[1, 2, 4]"]
+    )
+    assert cfg.model.builder_kwargs()["multi_grid"] == (1, 2, 4)

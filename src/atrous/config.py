@@ -9,6 +9,7 @@ recipes are flat dataclasses and the errors must name the recipe file.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -49,9 +50,27 @@ class ModelConfig:
     width_mult: float = 1.0
     channels: int = 256
     atrous_rates: tuple[int, int, int] = (6, 12, 18)  # ASPP rates at OS16 (v3 paper)
+    multi_grid: tuple[int, ...] | None = None  # ResNet block4 unit rates, e.g. [1, 2, 4] (v3)
+    backbone_weights: str | None = None  # "imagenet": download published backbone weights
 
     def builder_kwargs(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
+        """The options builder ``name`` takes. One it does not take must stay at its default,
+        else it is an error naming the key (so a recipe never sets a value that is ignored)."""
+        from .models import MODELS
+
+        accepted = inspect.signature(MODELS[self.name]).parameters if self.name in MODELS else None
+        kwargs = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "name":
+                continue
+            if accepted is None or f.name in accepted:
+                kwargs[f.name] = value
+            elif value != f.default:
+                raise ConfigError(
+                    f"model.{f.name} = {value!r}: builder {self.name!r} has no such option"
+                )
+        return kwargs
 
 
 @dataclass
