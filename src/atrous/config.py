@@ -88,6 +88,7 @@ class TrainConfig:
     top_k_percent: float = 1.0  # hard-pixel mining: keep this share of the hardest pixels
     hard_mining_steps: int = 0  # ramp from all pixels down to top_k_percent over these steps
     class_weights: tuple[float, ...] | None = None
+    aux_weight: float = 1.0  # weight of auxiliary outputs' losses (models returning a dict)
     freeze_bn: bool = False  # BN uses and keeps its running statistics (small batches)
     bn_momentum: float | None = None  # torch momentum; TF decay 0.9997 = 0.0003
     accumulate: int = 1  # micro-batches per optimizer step (effective batch = batch x this)

@@ -50,3 +50,15 @@ def test_mining_fraction_ramps_linearly():
     assert mining_fraction(0, 0.2, 0) == pytest.approx(0.2)
     with pytest.raises(ValueError):
         mining_fraction(0, 0.0)
+
+
+def test_auxiliary_outputs_add_weighted_losses():
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 8, 8))
+    main, aux = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 4)  # aux at lower resolution
+    up = F.interpolate(aux, size=(8, 8), mode="bilinear", align_corners=False)
+    expected = F.cross_entropy(main, target) + 0.4 * F.cross_entropy(up, target)
+    loss = segmentation_loss({"out": main, "scale_0.5": aux}, target, aux_weight=0.4)
+    assert torch.allclose(loss, expected)
+    with pytest.raises(ValueError, match="no 'out' logits"):
+        segmentation_loss({"aux": main}, target)

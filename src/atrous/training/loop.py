@@ -355,7 +355,11 @@ def _train(
             with sync:
                 with _autocast(t.amp, device):
                     loss = segmentation_loss(
-                        net(images), masks, top_k_percent=top_k, class_weights=t.class_weights
+                        net(images),
+                        masks,
+                        top_k_percent=top_k,
+                        class_weights=t.class_weights,
+                        aux_weight=t.aux_weight,
                     )
                 share, value = (1.0, loss.item())
                 if world.distributed:  # weigh ranks by pixels, as one process's mean does

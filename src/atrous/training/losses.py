@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -21,6 +21,46 @@ def mining_fraction(step: int, top_k_percent: float, warmup_steps: int = 0) -> f
 
 
 def segmentation_loss(
+    logits: Tensor | Mapping[str, Tensor],
+    target: Tensor,
+    *,
+    ignore_index: int = IGNORE_INDEX,
+    top_k_percent: float = 1.0,
+    class_weights: Sequence[float] | Tensor | None = None,
+    aux_weight: float = 1.0,
+) -> Tensor:
+    """:func:`pixel_loss` of the logits, or of a model's ``{"out": logits, <aux>: logits}``
+    outputs: the main loss plus ``aux_weight`` times each auxiliary one (extra supervision,
+    e.g. per scale in attention-to-scale). Auxiliary logits are bilinearly upsampled to the
+    label size first (labels are never downsampled)."""
+    if not isinstance(logits, Mapping):
+        return pixel_loss(
+            logits,
+            target,
+            ignore_index=ignore_index,
+            top_k_percent=top_k_percent,
+            class_weights=class_weights,
+        )
+    if "out" not in logits:
+        raise ValueError(f"model outputs {sorted(logits)} have no 'out' logits")
+    total = logits["out"].new_zeros(())
+    for name, value in logits.items():
+        if value.shape[-2:] != target.shape[-2:]:
+            value = F.interpolate(
+                value, size=target.shape[-2:], mode="bilinear", align_corners=False
+            )
+        loss = pixel_loss(
+            value,
+            target,
+            ignore_index=ignore_index,
+            top_k_percent=top_k_percent,
+            class_weights=class_weights,
+        )
+        total = total + (loss if name == "out" else aux_weight * loss)
+    return total
+
+
+def pixel_loss(
     logits: Tensor,
     target: Tensor,
     *,
