@@ -6,7 +6,7 @@ mapping; reading, mapping, checking and transforms happen here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,20 @@ def map_labels(mask: torch.Tensor, lut: torch.Tensor, path: str | Path) -> torch
         bad = sorted(torch.unique(mask[(mask < 0) | (mask >= len(lut))]).tolist())[:10]
         raise DataError(f"{path}: raw label values {bad} are outside the label table")
     return lut[mask]
+
+
+def pair_files(
+    candidates: Iterable[tuple[Path, Path]], what: str = "a mask"
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Split ``(image, expected mask)`` candidates into the pairs whose mask exists and one
+    message per image without it (for :class:`PairedDataset`'s ``missing``)."""
+    samples, missing = [], []
+    for image, mask in candidates:
+        if mask.is_file():
+            samples.append((image, mask))
+        else:
+            missing.append(f"{image}: image without {what} (expected {mask})")
+    return samples, missing
 
 
 class PairedDataset(Dataset):

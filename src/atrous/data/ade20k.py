@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ._pairs import IMAGE_SUFFIXES, PairedDataset
+from ._pairs import IMAGE_SUFFIXES, PairedDataset, pair_files
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import voc_colormap
 
@@ -122,13 +122,9 @@ class ADE20KSegmentation(PairedDataset):
         images = [p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
             raise DataError(f"{image_dir}: empty data folder (no .jpg or .png images)")
-        samples, missing = [], []
-        for image_path in images:
-            mask_path = mask_dir / f"{image_path.stem}.png"
-            if mask_path.is_file():
-                samples.append((image_path, mask_path))
-            else:
-                missing.append(f"{image_path}: image without an annotation (expected {mask_path})")
+        samples, missing = pair_files(
+            ((image, mask_dir / f"{image.stem}.png") for image in images), "an annotation"
+        )
         super().__init__(
             samples,
             ADE20K_INFO,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ._pairs import PairedDataset
+from ._pairs import PairedDataset, pair_files
 from .info import IGNORE_INDEX, DatasetInfo
 
 __all__ = [
@@ -162,14 +162,15 @@ class CityscapesSegmentation(PairedDataset):
                 "as in the official Cityscapes download"
             )
         label_dir = self.root / label_folder / split
-        samples, missing = [], []
-        for image in sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}")):
-            stem = image.name[: -len(_IMAGE_SUFFIX)]
-            label = label_dir / image.parent.name / f"{stem}{label_suffix}"
-            if label.is_file():
-                samples.append((image, label))
-            else:
-                missing.append(f"{image}: image without a label file (expected {label})")
+        images = sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}"))
+        stems = [image.name[: -len(_IMAGE_SUFFIX)] for image in images]
+        samples, missing = pair_files(
+            (
+                (image, label_dir / image.parent.name / f"{stem}{label_suffix}")
+                for image, stem in zip(images, stems, strict=True)
+            ),
+            "a label file",
+        )
         if not samples and not missing:
             raise DataError(f"{image_dir}: empty split (no <city>/*{_IMAGE_SUFFIX} images)")
         super().__init__(

@@ -31,7 +31,7 @@ from scipy.io.matlab import MatReadError
 from torchvision import tv_tensors
 
 from ..errors import DataError
-from ._pairs import PairedDataset
+from ._pairs import PairedDataset, pair_files
 from .info import DatasetInfo
 from .palette import voc_colormap
 
@@ -188,13 +188,9 @@ class PascalContextSegmentation(PairedDataset):
                 f"{split_file}: {len(absent)} listed images not found in {image_dir} "
                 f"(first: {absent[0]!r})"
             )
-        samples, missing = [], []
-        for image_id in self.ids:
-            image_path, label_path = image_dir / f"{image_id}.jpg", label_dir / f"{image_id}.mat"
-            if label_path.is_file():
-                samples.append((image_path, label_path))
-            else:
-                missing.append(f"{image_path}: image without a label map (expected {label_path})")
+        samples, missing = pair_files(
+            ((image_dir / f"{i}.jpg", label_dir / f"{i}.mat") for i in self.ids), "a label map"
+        )
         super().__init__(
             samples,
             info,

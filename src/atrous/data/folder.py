@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, read_image, read_mask
+from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, pair_files, read_image, read_mask
 from .info import DatasetInfo
 from .palette import voc_colormap
 
@@ -103,13 +103,7 @@ class SegmentationFolder(PairedDataset):
         self.stems = _split_stems(self.root, split, images)
         if not self.stems:
             raise DataError(f"{self.root}: split {split!r} is empty")
-        samples, missing = [], []
-        for stem in self.stems:
-            mask_path = mask_dir / f"{stem}.png"
-            if mask_path.is_file():
-                samples.append((images[stem], mask_path))
-            else:
-                missing.append(f"{images[stem]}: image without a mask (expected {mask_path})")
+        samples, missing = pair_files((images[s], mask_dir / f"{s}.png") for s in self.stems)
         super().__init__(
             samples, info, transforms=transforms, missing=missing, strict=strict, where=self.root
         )
