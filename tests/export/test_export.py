@@ -1,0 +1,113 @@
+"""Export parity: ONNX Runtime and TorchScript agree with eager PyTorch for every builder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from atrous.export import export_onnx, export_torchscript, load_torchscript
+from atrous.models.deeplab import (
+    deeplabv1,
+    deeplabv2,
+    deeplabv3,
+    deeplabv3plus,
+    mobile_deeplabv3,
+)
+
+BUILDERS: dict[str, Callable[[], nn.Module]] = {
+    "deeplabv3plus": lambda: deeplabv3plus(num_classes=4, width_mult=0.25, channels=16),
+    "mobile_deeplabv3": lambda: mobile_deeplabv3(num_classes=4, width_mult=0.35),
+    "deeplabv3": lambda: deeplabv3(backbone="resnet50", num_classes=4, channels=16),
+    "deeplabv1": lambda: deeplabv1(num_classes=4),
+    "deeplabv2": lambda: deeplabv2(backbone="resnet50", num_classes=4),
+    "deeplabv3plus_xception41": lambda: deeplabv3plus(
+        backbone="xception41", num_classes=4, channels=16
+    ),
+}
+METADATA = {
+    "classes": ["background", "cat", "dog", "person"],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+SIZE, OTHER = (65, 65), (97, 81)
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def model(request: pytest.FixtureRequest) -> nn.Module:
+    torch.manual_seed(0)
+    net = BUILDERS[request.param]()
+    # non-trivial BN statistics so eval mode differs from identity
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def _eager(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+def _session(path: Path):  # noqa: ANN202
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_onnx_dynamic_matches_eager(model: nn.Module, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    path = export_onnx(
+        model, tmp_path / "m.onnx", height=SIZE[0], width=SIZE[1], dynamic=True, metadata=METADATA
+    )
+    session = _session(path)
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    for batch, size in ((1, SIZE), (2, OTHER)):
+        x = torch.randn(batch, 3, *size)
+        (got,) = session.run(None, {"image": x.numpy()})
+        assert got.shape == (batch, 4, *size)
+        assert np.abs(got - _eager(model, x)).max() < 1e-3
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props == {k: json.dumps(v) for k, v in METADATA.items()}
+    assert model.training is False
+
+
+def test_onnx_static_argmax(model: nn.Module, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    path = export_onnx(model, tmp_path / "m.onnx", height=SIZE[0], width=SIZE[1], with_argmax=True)
+    session = _session(path)
+    assert [o.name for o in session.get_outputs()] == ["labels"]
+    x = torch.randn(1, 3, *SIZE)
+    (labels,) = session.run(None, {"image": x.numpy()})
+    assert labels.dtype == np.int64 and labels.shape == (1, *SIZE)
+    logits = _eager(model, x)
+    expected = logits.argmax(1)
+    # ties within float noise may flip; demand agreement wherever the margin is clear
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-3
+    assert (labels[clear] == expected[clear]).all()
+
+
+def test_torchscript_matches_eager(model: nn.Module, tmp_path: Path) -> None:
+    path = export_torchscript(model, tmp_path / "m.pt", metadata=METADATA)
+    loaded, meta = load_torchscript(path)
+    assert meta == METADATA
+    for size in (SIZE, OTHER):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            got = loaded(x).numpy()
+        assert np.abs(got - _eager(model, x)).max() < 1e-3
+
+
+def test_onnx_metadata_rejects_non_json(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    net = BUILDERS["deeplabv1"]()
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        export_onnx(net, tmp_path / "m.onnx", height=33, width=33, metadata={"bad": object()})
