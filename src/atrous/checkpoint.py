@@ -72,3 +72,15 @@ def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], path: s
                 parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
         raise CheckpointError(f"{path}: checkpoint is from a different model: " + "; ".join(parts))
     model.load_state_dict(weights)
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained as, with its weights (eval mode), and return
+    it with the checkpoint dict (classes, palette, mean, std, model_spec, config, ...)."""
+    from .models import build_model
+
+    state = load_checkpoint(path)
+    spec = state["model_spec"]
+    model = build_model(spec["name"], **spec["kwargs"])
+    load_model_state(model, state["model"], path)
+    return model.eval(), state

@@ -52,6 +52,27 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} masks and overlays to {args.out}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from .checkpoint import load_model
+    from .export import export_onnx, export_torchscript
+
+    model, state = load_model(args.checkpoint)
+    metadata = {key: state[key] for key in ("classes", "palette", "mean", "std", "model_spec")}
+    if args.format == "onnx":
+        export_onnx(
+            model,
+            args.out,
+            height=args.height,
+            width=args.width,
+            dynamic=args.dynamic,
+            with_argmax=args.with_argmax,
+            metadata=metadata,
+        )
+    else:
+        export_torchscript(model, args.out, metadata=metadata, height=args.height, width=args.width)
+    print(f"wrote {args.out} ({args.format})")
+
+
 def _data_check(args: argparse.Namespace) -> int:
     from .data import build_dataset
     from .data.check import check_dataset
@@ -157,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_args(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript for deployment",
+        description="Export a checkpoint; the file carries classes, palette and normalization.",
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", required=True, help="output file (.onnx or .pt)")
+    p.add_argument("--height", type=int, default=513, help="traced input height")
+    p.add_argument("--width", type=int, default=513, help="traced input width")
+    p.add_argument("--dynamic", action="store_true", help="ONNX: any batch, height and width")
+    p.add_argument("--with-argmax", action="store_true", help="ONNX: output class ids")
+    p.set_defaults(run=_export)
 
     p = sub.add_parser(
         "data",

@@ -105,3 +105,34 @@ def export_onnx(
         onnx.helper.set_model_props(proto, props)
         onnx.save(proto, str(path))
     return path
+
+
+class OnnxModel(nn.Module):
+    """An ONNX Runtime session behind the ``nn.Module`` call a :class:`Predictor` makes:
+    normalized ``[N,3,H,W]`` float tensor in, logits tensor out (on the CPU)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        try:
+            import onnxruntime
+        except ImportError as err:
+            raise ImportError("running ONNX files needs: pip install 'atrous[export]'") from err
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        output = self.session.get_outputs()[0]
+        if output.name != "logits":
+            raise ValueError(
+                f"{path}: its output is {output.name!r}; the Predictor needs logits "
+                "(export without --with-argmax)"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def load_onnx(path: str | Path) -> tuple[OnnxModel, dict[str, Any]]:
+    """An ONNX file written by :func:`export_onnx` as a callable model, and its metadata."""
+    model = OnnxModel(path)
+    props = model.session.get_modelmeta().custom_metadata_map
+    return model, {key: json.loads(value) for key, value in props.items()}

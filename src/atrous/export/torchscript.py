@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,11 @@ def load_torchscript(
     if isinstance(raw, bytes):
         raw = raw.decode()
     return module, json.loads(raw) if raw else {}
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (its zip holds ``code/``), not a checkpoint."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())

@@ -13,11 +13,11 @@ from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from ..checkpoint import load_checkpoint, load_model_state
+from ..checkpoint import load_model
 from ..data import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
-from ..models import build_model
+from ..errors import CheckpointError
 from .sliding import pair, sliding_window
 from .tta import check_scales, multiscale_probs, tta_log_probs
 
@@ -113,14 +113,36 @@ class Predictor:
 
         ``options`` (``scales``, ``flip``, ``output_stride``, ``crop``, ``stride``) go to the
         constructor unchanged."""
-        state = load_checkpoint(path)
-        spec = state["model_spec"]
-        model = build_model(spec["name"], **spec["kwargs"])
-        load_model_state(model, state["model"], path)
+        model, state = load_model(path)
         info = DatasetInfo(
             classes=tuple(state["classes"]), palette=np.asarray(state["palette"], dtype=np.uint8)
         )
         return cls(model, mean=state["mean"], std=state["std"], device=device, info=info, **options)
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path, *, device: str | torch.device = "cpu", **options: Any
+    ) -> Predictor:
+        """A predictor for an ``atrous export`` file: ONNX (run by ONNX Runtime, extra
+        ``atrous[export]``) or TorchScript, with the normalization, classes and palette stored
+        in its metadata; an atrous checkpoint works too. Pre/post-processing and ``options``
+        (scales, flip, crop, stride) are the same as for the PyTorch model."""
+        from ..export import is_torchscript, load_onnx, load_torchscript
+
+        path = Path(path)
+        if path.suffix == ".onnx":
+            model, meta = load_onnx(path)
+        elif is_torchscript(path):
+            model, meta = load_torchscript(path)
+        else:
+            return cls.from_checkpoint(path, device=device, **options)
+        for key in ("classes", "palette", "mean", "std"):
+            if key not in meta:
+                raise CheckpointError(f"{path}: exported file lacks {key!r} in its metadata")
+        info = DatasetInfo(
+            classes=tuple(meta["classes"]), palette=np.asarray(meta["palette"], dtype=np.uint8)
+        )
+        return cls(model, mean=meta["mean"], std=meta["std"], device=device, info=info, **options)
 
     @property
     def is_plain(self) -> bool:
