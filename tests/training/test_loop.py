@@ -179,3 +179,32 @@ def test_param_groups_and_warmup():
         sched.step()
     assert lrs[:4] == pytest.approx([(s + 1) / 4 * (1 - s / 100) ** 0.9 for s in range(4)])
     assert lrs[5] == pytest.approx((1 - 5 / 100) ** 0.9)
+
+
+def test_checkpoint_spec_does_not_download_again(tiny_data: Path, tmp_path: Path, monkeypatch):
+    import atrous.models.weights as weights
+
+    fetched = []
+
+    def fake(name, tag):
+        import torchvision
+
+        fetched.append(name)
+        return torchvision.models.mobilenet_v2(weights=None)
+
+    monkeypatch.setattr(weights, "_fetch_torchvision", fake)
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "train.steps=1",
+        "data.val_split=null",
+        "model.width_mult=1.0",
+        "model.backbone_weights=imagenet",
+    )
+    state = load_checkpoint(train(cfg, progress=False)["checkpoint"])
+    assert fetched == ["mobilenet_v2"]
+    assert state["model_spec"]["kwargs"]["backbone_weights"] is None
+    from atrous import Predictor
+
+    Predictor.from_checkpoint(tmp_path / "checkpoint.pt")
+    assert fetched == ["mobilenet_v2"]  # rebuilding for inference fetched nothing more

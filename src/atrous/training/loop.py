@@ -276,14 +276,15 @@ def _train(
     )
     options = {} if d.num_classes is None else {"num_classes": d.num_classes}
     train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
-    spec = {
-        "name": cfg.model.name,
-        "kwargs": {**cfg.model.builder_kwargs(), "num_classes": train_set.num_classes},
-    }
+    kwargs = {**cfg.model.builder_kwargs(), "num_classes": train_set.num_classes}
+    # The checkpoint rebuilds the model without downloading initial weights it then overwrites.
+    spec = {"name": cfg.model.name, "kwargs": {**kwargs, "backbone_weights": None}}
+    if "backbone_weights" not in kwargs:
+        del spec["kwargs"]["backbone_weights"]
     # Check the validation split now, not after hours of training.
     val_set = build_dataset(d.dataset, d.root, d.val_split, **options) if d.val_split else None
     try:
-        model = build_model(spec["name"], **spec["kwargs"])
+        model = build_model(spec["name"], **kwargs)
     except (TypeError, ValueError) as err:  # a builder rejecting a model.* option
         raise ConfigError(f"model: {err}") from None
     if world.distributed and device.type == "cuda":  # Gloo/CPU has no SyncBatchNorm
