@@ -18,6 +18,7 @@ from ..data import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from ..errors import CheckpointError
+from .fast import bf16_autocast_supported, optimize_for_inference
 from .sliding import pair, sliding_window
 from .tta import check_scales, multiscale_probs, tta_log_probs
 
@@ -63,6 +64,12 @@ class Predictor:
     ``model.set_output_stride`` once, in place (e.g. train at OS16, evaluate at OS8); ``crop`` and
     ``stride`` switch each scale from whole-image to sliding-window inference (:mod:`.sliding`).
     The defaults give plain single-scale whole-image inference.
+
+    ``fast=True`` runs a copy of the model made by :func:`.fast.optimize_for_inference`
+    (BatchNorm folded into the convs, channels-last layout) on channels-last inputs, under
+    bfloat16 autocast on CPUs that support it; scores come back as float32. Labels may differ
+    from the exact fp32 result at a few near-ties. The weights of the model passed in are not
+    changed; exported (ONNX, TorchScript) models are refused.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Predictor:
         std: Sequence[float] = IMAGENET_STD,
         device: str | torch.device = "cpu",
         info: DatasetInfo | None = None,
+        fast: bool = False,
     ) -> None:
         self.scales = check_scales(scales)
         self.flip = bool(flip)
@@ -100,6 +108,20 @@ class Predictor:
             model.set_output_stride(output_stride)
         self.output_stride = output_stride
         self.device = resolve_device(device)
+        self.fast = bool(fast)
+        self._autocast = False
+        if self.fast:
+            from ..export import OnnxModel
+
+            if not isinstance(model, nn.Module) or isinstance(
+                model, (torch.jit.ScriptModule, OnnxModel)
+            ):
+                raise ValueError(
+                    f"fast=True needs an eager PyTorch model, got {type(model).__name__} "
+                    "(exported files are already optimized by their runtime)"
+                )
+            model = optimize_for_inference(model.to(self.device))
+            self._autocast = self.device.type == "cpu" and bf16_autocast_supported(self.device)
         self.model = model.to(self.device).eval()
         self.mean, self.std = tuple(mean), tuple(std)
         self.info = info
@@ -111,8 +133,8 @@ class Predictor:
     ) -> Predictor:
         """Rebuild the model a checkpoint was trained as, with its weights and normalization.
 
-        ``options`` (``scales``, ``flip``, ``output_stride``, ``crop``, ``stride``) go to the
-        constructor unchanged."""
+        ``options`` (``scales``, ``flip``, ``output_stride``, ``crop``, ``stride``, ``fast``) go
+        to the constructor unchanged."""
         model, state = load_model(path)
         info = DatasetInfo(
             classes=tuple(state["classes"]), palette=np.asarray(state["palette"], dtype=np.uint8)
@@ -150,6 +172,17 @@ class Predictor:
         return self.scales == (1.0,) and not self.flip
 
     def _forward(self, x: Tensor) -> Tensor:
+        if not self.fast:
+            return self._run(x)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self._autocast:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                out = self._run(x)
+        else:
+            out = self._run(x)
+        return out.float().contiguous()
+
+    def _run(self, x: Tensor) -> Tensor:
         if self.crop is None:
             return self.model(x)
         return sliding_window(self.model, x, self.crop, self.stride)
