@@ -40,13 +40,17 @@ class ConfusionMatrix:
         n = self.num_classes
         target = target.reshape(-1).to(device=self.matrix.device, dtype=torch.int64)
         pred = pred.reshape(-1).to(device=self.matrix.device, dtype=torch.int64)
-        keep = target != self.ignore_index
-        target, pred = target[keep], pred[keep]
-        for name, ids in (("target", target), ("prediction", pred)):
-            if ids.numel() and (ids.min() < 0 or ids.max() >= n):
+        if target.numel() == 0:
+            return
+        valid = target != self.ignore_index
+        # Ignored pixels go to an extra bin: no boolean indexing, one pass for bincount.
+        for name, ids in (("target", torch.where(valid, target, 0)), ("prediction", pred)):
+            low, high = torch.aminmax(ids)
+            if low < 0 or high >= n:
                 bad = sorted(torch.unique(ids[(ids < 0) | (ids >= n)]).tolist())[:10]
                 raise ValueError(f"{name} holds class ids {bad} outside [0, {n})")
-        self.matrix += torch.bincount(n * target + pred, minlength=n * n).reshape(n, n)
+        index = torch.where(valid, n * target + pred, n * n)
+        self.matrix += torch.bincount(index, minlength=n * n + 1)[: n * n].reshape(n, n)
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another accumulator's counts (e.g. from another worker) into this one."""
