@@ -135,3 +135,22 @@ def test_fast_rejects_torchscript() -> None:
     traced = torch.jit.trace(conv, torch.randn(1, 3, 4, 4))
     with pytest.raises(ValueError, match="fast=True"):
         Predictor(traced, fast=True)
+
+
+def test_compile_option_wraps_the_model():
+    model = deeplabv3plus(num_classes=4, width_mult=0.25, channels=16)
+    compiled = Predictor(model, compile=True)
+    assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
+    assert not isinstance(Predictor(model).model, torch._dynamo.eval_frame.OptimizedModule)
+
+
+@pytest.mark.slow
+def test_compiled_predictor_matches_eager():
+    # About a minute of compilation on 2 CPU cores: run with `pytest -m slow`.
+    torch.manual_seed(0)
+    model = deeplabv3plus(num_classes=4, width_mult=0.25, channels=16)
+    image = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    expected = Predictor(model).logits(image)
+    torch.testing.assert_close(
+        Predictor(model, compile=True).logits(image), expected, atol=1e-4, rtol=1e-4
+    )
