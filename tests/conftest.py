@@ -38,6 +38,23 @@ def tiny_config(data: Path, out: Path, *extra: str) -> Config:
     )
 
 
+def train_killed_after_first_checkpoint(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``train(cfg)`` and stop it (KeyboardInterrupt) right after its first checkpoint."""
+    import atrous.training.loop as loop
+    from atrous.training import train
+
+    save = loop.save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from atrous.training import train

@@ -103,21 +103,10 @@ def test_info():
 
 
 def test_atrous_train_on_ade20k(ade: Path, tmp_path: Path):
-    from atrous.config import load_config
     from atrous.training import train
+    from tests.conftest import tiny_config
 
-    cfg = load_config(
-        None,
-        [
-            "data.dataset=ade20k",
-            f"data.root={ade}",
-            "data.crop_size=16",
-            "data.num_workers=0",
-            "model.width_mult=0.25",
-            "model.channels=16",
-            "train.steps=2",
-            "train.batch_size=2",
-            f"train.out_dir={tmp_path / 'run'}",
-        ],
+    cfg = tiny_config(
+        ade, tmp_path / "run", "data.dataset=ade20k", "data.crop_size=16", "train.steps=2"
     )
     assert len(train(cfg, progress=False)["metrics"]["iou"]) == 150

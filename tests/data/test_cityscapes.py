@@ -193,22 +193,11 @@ def test_label_ids_past_33_are_an_error(tmp_path):
 
 
 def test_atrous_train_on_cityscapes(cityscapes: Path, tmp_path: Path):
-    from atrous.config import load_config
     from atrous.training import train
+    from tests.conftest import tiny_config
 
-    cfg = load_config(
-        None,
-        [
-            "data.dataset=cityscapes",
-            f"data.root={cityscapes}",
-            "data.crop_size=16",
-            "data.num_workers=0",
-            "model.width_mult=0.25",
-            "model.channels=16",
-            "train.steps=2",
-            "train.batch_size=2",
-            f"train.out_dir={tmp_path}",
-        ],
+    cfg = tiny_config(
+        cityscapes, tmp_path, "data.dataset=cityscapes", "data.crop_size=16", "train.steps=2"
     )
     result = train(cfg, progress=False)
     assert len(result["metrics"]["iou"]) == 19

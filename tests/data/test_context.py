@@ -137,21 +137,10 @@ def test_split_and_folder_errors(context: Path, tmp_path: Path):
 
 
 def test_atrous_train_on_context(context: Path, tmp_path: Path):
-    from atrous.config import load_config
     from atrous.training import train
+    from tests.conftest import tiny_config
 
-    cfg = load_config(
-        None,
-        [
-            "data.dataset=context",
-            f"data.root={context}",
-            "data.crop_size=16",
-            "data.num_workers=0",
-            "model.width_mult=0.25",
-            "model.channels=16",
-            "train.steps=2",
-            "train.batch_size=2",
-            f"train.out_dir={tmp_path / 'run'}",
-        ],
+    cfg = tiny_config(
+        context, tmp_path / "run", "data.dataset=context", "data.crop_size=16", "train.steps=2"
     )
     assert len(train(cfg, progress=False)["metrics"]["iou"]) == 4

@@ -9,28 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import atrous.training.loop as loop
 from atrous.checkpoint import load_checkpoint
 from atrous.errors import ConfigError
 from atrous.training import train
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_killed_after_first_checkpoint
 
 
 def _log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-
-
-def _train_killed_after_first_checkpoint(cfg, monkeypatch) -> None:
-    save = loop.save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
 
 
 def test_bf16_on_cpu_trains(tiny_data: Path, tmp_path: Path):
@@ -99,7 +85,7 @@ def test_bf16_resume_continues_exactly(tiny_data: Path, tmp_path: Path, monkeypa
     )
     straight = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
     cfg = tiny_config(tiny_data, tmp_path / "b", *common)
-    _train_killed_after_first_checkpoint(cfg, monkeypatch)
+    train_killed_after_first_checkpoint(cfg, monkeypatch)
     resumed = train(cfg, resume=True, progress=False)
     assert resumed["losses"] == straight["losses"][2:]
     a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
@@ -121,7 +107,7 @@ def test_fp16_loss_scale_is_checkpointed_and_restored(tiny_data: Path, tmp_path:
     straight = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
     assert load_checkpoint(straight["checkpoint"])["scaler"]["scale"] > 0
     cfg = tiny_config(tiny_data, tmp_path / "b", *common)
-    _train_killed_after_first_checkpoint(cfg, monkeypatch)
+    train_killed_after_first_checkpoint(cfg, monkeypatch)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["scaler"]
     resumed = train(cfg, resume=True, progress=False)
     assert resumed["losses"] == pytest.approx(straight["losses"][2:], rel=1e-3)

@@ -4,13 +4,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import atrous.training.loop as loop
 from atrous.checkpoint import load_checkpoint
 from atrous.data import SegmentationFolder, eval_transforms
 from atrous.errors import AtrousError, CheckpointError
 from atrous.models import build_model
 from atrous.training import poly_lr, train
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_killed_after_first_checkpoint
 
 
 def _fixed_batch(data: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,17 +43,8 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path, monkeypatch):
     straight = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
 
     # Kill the second run right after its step-3 checkpoint, then resume it.
-    save = loop.save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     cfg = tiny_config(tiny_data, tmp_path / "b", *common)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
+    train_killed_after_first_checkpoint(cfg, monkeypatch)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 3
     resumed = train(cfg, resume=True, progress=False)
 
@@ -147,16 +137,7 @@ def test_accumulation_and_clipping_resume_exactly(tiny_data: Path, tmp_path: Pat
         "data.val_split=null",
     )
     straight = train(tiny_config(tiny_data, tmp_path / "a", *extra), progress=False)
-    save = loop.save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tiny_data, tmp_path / "b", *extra), progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
+    train_killed_after_first_checkpoint(tiny_config(tiny_data, tmp_path / "b", *extra), monkeypatch)
     resumed = train(tiny_config(tiny_data, tmp_path / "b", *extra), resume=True, progress=False)
     assert len(straight["losses"]) == 4
     assert resumed["losses"] == straight["losses"][2:]
