@@ -45,7 +45,7 @@ from .distributed import (
     init_distributed,
 )
 from .evaluate import evaluate
-from .losses import mining_fraction, segmentation_loss
+from .losses import kept_pixel_count, mining_fraction, segmentation_loss
 from .schedules import poly_lr
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -188,12 +188,6 @@ def _check_amp(amp: str, device: torch.device) -> None:
 def _autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
     dtype = _AMP_DTYPES[amp]
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def _kept_pixels(masks: torch.Tensor, top_k: float) -> int:
-    """How many pixels :func:`segmentation_loss` averages over for ``masks``."""
-    kept = int((masks != IGNORE_INDEX).sum())
-    return max(1, int(round(top_k * kept))) if top_k < 1.0 and kept else kept
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -364,7 +358,7 @@ def _train(
                     )
                 share, value = (1.0, loss.item())
                 if world.distributed:  # weigh ranks by pixels, as one process's mean does
-                    kept = _kept_pixels(masks, top_k)
+                    kept = kept_pixel_count(int((masks != IGNORE_INDEX).sum()), top_k)
                     share, value = global_mean(loss.item(), kept, world, device)
                 scaler.scale(loss * share / t.accumulate).backward()
             total += value / t.accumulate

@@ -20,6 +20,13 @@ def mining_fraction(step: int, top_k_percent: float, warmup_steps: int = 0) -> f
     return 1.0 - ramp * (1.0 - top_k_percent)
 
 
+def kept_pixel_count(valid: int, top_k_percent: float) -> int:
+    """How many of ``valid`` pixels the loss averages over when keeping ``top_k_percent``."""
+    if top_k_percent >= 1.0 or valid == 0:
+        return valid
+    return max(1, int(round(top_k_percent * valid)))
+
+
 def segmentation_loss(
     logits: Tensor | Mapping[str, Tensor],
     target: Tensor,
@@ -86,7 +93,7 @@ def pixel_loss(
     losses = losses[target != ignore_index]
     if losses.numel() == 0:
         return logits.sum() * 0.0  # a batch of only ignore pixels: zero loss, graph kept
-    if top_k_percent < 1.0:
-        k = max(1, int(round(top_k_percent * losses.numel())))
+    k = kept_pixel_count(losses.numel(), top_k_percent)
+    if k < losses.numel():
         losses = torch.topk(losses, k, sorted=False).values
     return losses.mean()
