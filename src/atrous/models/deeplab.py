@@ -63,12 +63,18 @@ class DeepLab(nn.Module):
             self.head.set_output_stride(output_stride)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits at input size and the backbone's features dict, for heads that tap the
+        backbone too (DT-EdgeNet's edge branch, ``atrous.refine.domain_transform``)."""
         features = self.backbone(x)
         y = self.head(features["out"])
         if self.decoder is not None:
             y = self.decoder(y, features["os4"])
         logits = self.classifier(y)
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits, features
 
 
 def _backbone(
