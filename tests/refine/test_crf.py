@@ -1,0 +1,197 @@
+"""The dense CRF: agreement with the C++ reference, region recovery, the lattice against an
+exact Gaussian filter, batching, gradients and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from atrous.refine import (
+    CRFParams,
+    DenseCRF,
+    PermutohedralLattice,
+    crf_grid_search,
+    dense_crf,
+    reference_available,
+)
+from atrous.refine import crf as crf_module
+
+needs_reference = pytest.mark.skipif(
+    not reference_available(), reason="pydensecrf2 (atrous[crf]) not installed"
+)
+
+
+def structured(size: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Discs of random colours on a dark background, and noisy softmax scores that favour
+    each disc's label: a CRF has real boundaries to snap to."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[:size, :size]
+    image = np.zeros((size, size, 3), np.float32)
+    label = np.zeros((size, size), np.int64)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 10, size / 4)]
+        disc = (xs - cx) ** 2 + (ys - cy) ** 2 < r * r
+        image[disc] = rng.uniform(0, 255, 3)
+        label[disc] = rng.integers(0, classes)
+    image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+    logits = rng.normal(0, 1.5, (classes, size, size)).astype(np.float32)
+    logits[label, ys, xs] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(0)
+    return image, probs.astype(np.float32)
+
+
+def uniform_noise(size: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    probs = rng.random((classes, size, size)).astype(np.float32)
+    return image, probs / probs.sum(0)
+
+
+@needs_reference
+@pytest.mark.parametrize(
+    ("make", "size"), [(structured, 513), (uniform_noise, 129)], ids=["structured", "random"]
+)
+def test_torch_backend_agrees_with_reference(make, size: int) -> None:
+    image, probs = make(size, 21, seed=3)
+    ref = dense_crf(image, probs, backend="reference")
+    ours = dense_crf(image, probs, backend="torch")
+    assert ours.shape == ref.shape == (21, size, size)
+    agree = (ours.argmax(0) == ref.argmax(0)).mean()
+    changed = (ref.argmax(0) != probs.argmax(0)).mean()
+    assert changed > 0.1  # the CRF did real work, so agreement is not just "both kept the input"
+    assert agree >= 0.99
+    assert np.abs(ours - ref).max() < 1e-2
+
+
+@needs_reference
+def test_auto_takes_the_reference_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = crf_module._reference
+    monkeypatch.setattr(crf_module, "_reference", lambda *a: calls.append(1) or real(*a))
+    image, probs = structured(33, 3, seed=0)
+    dense_crf(image, probs)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("reference", marks=needs_reference)])
+def test_two_regions_with_noisy_unary_are_recovered(backend: str) -> None:
+    rng = np.random.default_rng(0)
+    image = np.full((64, 64, 3), 30, np.uint8)
+    image[:, 32:] = 220
+    truth = np.zeros((64, 64), np.int64)
+    truth[:, 32:] = 1
+    flip = rng.random((64, 64)) < 0.3  # 30% of the pixels get the wrong label's score
+    noisy = np.where(flip, 1 - truth, truth)
+    probs = np.stack([noisy == 0, noisy == 1]).astype(np.float32) * 0.3 + 0.35
+    assert (probs.argmax(0) == truth).mean() < 0.75
+    refined = dense_crf(image, probs, backend=backend)
+    assert np.allclose(refined.sum(0), 1.0, atol=1e-5)
+    assert (refined.argmax(0) == truth).mean() >= 0.99
+
+
+def test_lattice_matches_an_exact_gaussian_filter() -> None:
+    """The lattice approximates sum_j exp(-|f_i - f_j|^2 / 2) v_j up to a global scale."""
+    g = torch.Generator().manual_seed(0)
+    features = torch.rand(300, 3, generator=g) * 4
+    values = torch.rand(300, 2, generator=g)
+    exact = torch.exp(-(torch.cdist(features, features) ** 2) / 2) @ values
+    approx = PermutohedralLattice(features).filter(values)
+    for c in range(2):
+        corr = torch.corrcoef(torch.stack([exact[:, c], approx[:, c]]))[0, 1]
+        assert corr > 0.98
+    ratio = approx / exact
+    assert ratio.std() / ratio.mean() < 0.1
+
+
+def test_lattice_keeps_groups_apart() -> None:
+    g = torch.Generator().manual_seed(1)
+    features = torch.rand(50, 2, generator=g)
+    values = torch.rand(50, 3, generator=g)
+    alone = PermutohedralLattice(features).filter(values)
+    both = PermutohedralLattice(
+        torch.cat([features, features]), torch.arange(2).repeat_interleave(50)
+    ).filter(torch.cat([values, 10 * values]))
+    torch.testing.assert_close(both[:50], alone)
+    torch.testing.assert_close(both[50:], 10 * alone)
+
+
+def test_batched_layer_equals_one_image_at_a_time() -> None:
+    crf = DenseCRF(CRFParams(iterations=3))
+    images, logits = [], []
+    for seed in (0, 1):
+        image, probs = structured(40, 4, seed)
+        images.append(torch.from_numpy(image).permute(2, 0, 1))
+        logits.append(torch.from_numpy(probs).log())
+    batch = crf(torch.stack(logits), torch.stack(images))
+    for i in range(2):
+        single = crf(logits[i][None], images[i][None])
+        torch.testing.assert_close(batch[i], single[0], atol=1e-5, rtol=1e-5)
+
+
+def test_layer_gradients_reach_logits_and_kernel_weights() -> None:
+    image, probs = structured(12, 3, seed=2)
+    image_t = torch.from_numpy(image).permute(2, 0, 1)[None]
+    logits = torch.from_numpy(probs).log()[None].double().requires_grad_()
+    crf = DenseCRF(CRFParams(iterations=2), num_classes=3).double()
+    assert torch.autograd.gradcheck(lambda z: crf(z, image_t), (logits,), atol=1e-6)
+    crf(logits, image_t).logsumexp(1).sum().backward()
+    for p in (crf.w_appearance, crf.w_smoothness, crf.compatibility):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_potts_layer_equals_learnable_compatibility_at_init() -> None:
+    image, probs = structured(20, 3, seed=4)
+    image_t = torch.from_numpy(image).permute(2, 0, 1)[None]
+    logits = torch.from_numpy(probs).log()[None]
+    potts = DenseCRF(CRFParams(iterations=4))(logits, image_t).softmax(1)
+    matrix = DenseCRF(CRFParams(iterations=4), num_classes=3)(logits, image_t).softmax(1)
+    torch.testing.assert_close(potts, matrix, atol=1e-5, rtol=1e-5)
+
+
+def test_zero_iterations_return_the_input() -> None:
+    image, probs = structured(16, 3, seed=5)
+    out = dense_crf(image, probs, iterations=0, backend="torch")
+    np.testing.assert_allclose(out, probs, atol=1e-6)
+
+
+def test_tensor_in_tensor_out() -> None:
+    image, probs = structured(16, 3, seed=6)
+    out = dense_crf(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(probs))
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 16, 16)
+
+
+def test_errors_name_the_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    image, probs = structured(16, 3, seed=7)
+    with pytest.raises(ValueError, match="uint8"):
+        dense_crf(image.astype(np.float32), probs)
+    with pytest.raises(ValueError, match=r"probs must be CxHxW.*\(16, 16\)"):
+        dense_crf(image, probs[:, :8])
+    with pytest.raises(ValueError, match="backend"):
+        dense_crf(image, probs, backend="cuda")
+    with pytest.raises(ValueError, match="theta_alpha"):
+        dense_crf(image, probs, theta_alpha=0)
+    monkeypatch.setattr(crf_module, "reference_available", lambda: False)
+    with pytest.raises(ImportError, match=r"atrous\[crf\]"):
+        dense_crf(image, probs, backend="reference")
+
+
+def test_grid_search_scores_every_combination_best_first() -> None:
+    rng = np.random.default_rng(0)
+    image = np.full((32, 32, 3), 30, np.uint8)
+    image[:, 16:] = 220
+    truth = np.zeros((32, 32), np.int64)
+    truth[:, 16:] = 1
+    noisy = np.where(rng.random((32, 32)) < 0.3, 1 - truth, truth)
+    probs = np.stack([noisy == 0, noisy == 1]).astype(np.float32) * 0.3 + 0.35
+    grid = {"w_appearance": (0.0, 5.0), "theta_beta": (3.0, 5.0)}
+    results = crf_grid_search(
+        [(image, probs, truth)], 2, grid=grid, backend="torch", progress=False, w_smoothness=0.0
+    )
+    assert len(results) == 4
+    assert [r["miou"] for r in results] == sorted((r["miou"] for r in results), reverse=True)
+    # With no pairwise term at all the noise stays; the appearance kernel removes it.
+    assert results[0]["w_appearance"] == 5.0 and results[-1]["w_appearance"] == 0.0
+    assert results[0]["miou"] > 0.95 > 0.7 > results[-1]["miou"]
+    with pytest.raises(ValueError, match="unknown CRF parameters"):
+        crf_grid_search([(image, probs, truth)], 2, grid={"theta_delta": (1.0,)})
