@@ -103,6 +103,11 @@ class _SeededItems(Dataset):
             return self.dataset[index]
 
 
+def _in_backbone(name: str) -> bool:
+    """``backbone.*``, also inside a wrapper (e.g. DT-EdgeNet's ``model.backbone.*``)."""
+    return name.startswith("backbone.") or ".backbone." in name
+
+
 def _param_groups(
     model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0
 ) -> list[dict[str, Any]]:
@@ -113,7 +118,7 @@ def _param_groups(
         params = [
             p
             for name, p in model.named_parameters()
-            if p.requires_grad and name.startswith("backbone.") == (part == "backbone")
+            if p.requires_grad and _in_backbone(name) == (part == "backbone")
         ]
         for decay in (True, False):
             chosen = [p for p in params if (p.ndim > 1) == decay]
