@@ -74,13 +74,23 @@ def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], path: s
     model.load_state_dict(weights)
 
 
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """The model a ``model_spec`` describes: ``build_model(name, **kwargs)``, wrapped as
+    DT-EdgeNet when the spec has ``domain_transform`` settings."""
+    from .models import build_model
+
+    model: nn.Module = build_model(spec["name"], **spec["kwargs"])
+    if spec.get("domain_transform"):
+        from .refine import with_domain_transform
+
+        model = with_domain_transform(model, **spec["domain_transform"])  # type: ignore[arg-type]
+    return model
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint was trained as, with its weights (eval mode), and return
     it with the checkpoint dict (classes, palette, mean, std, model_spec, config, ...)."""
-    from .models import build_model
-
     state = load_checkpoint(path)
-    spec = state["model_spec"]
-    model = build_model(spec["name"], **spec["kwargs"])
+    model = build_from_spec(state["model_spec"])
     load_model_state(model, state["model"], path)
     return model.eval(), state

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from .errors import AtrousError
 
@@ -28,12 +31,15 @@ def _eval(args: argparse.Namespace) -> None:
         device=args.device,
         trimap_widths=args.trimap or (),
         per_image=args.per_image,
+        refiners=_refiners(args),
         **_predictor_options(args),
     )
     print(format_table(result, classes))
     if "trimap" in result:
         bands = "  ".join(f"{w}px {100 * m:.1f}" for w, m in result["trimap"].items())
         print(f"trimap mIoU by band width: {bands}")
+    if "refined" in result:
+        print(_refinement_table(result))
     if "per_image" in result:
         worst = result["per_image"][:5]
         print("worst images: " + ", ".join(f"{r['image']} ({100 * r['miou']:.1f})" for r in worst))
@@ -45,8 +51,12 @@ def _eval(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from .inference import Predictor, find_images, predict_to_files
 
+    refiners = list(_refiners(args).values())  # domain transform first, then the CRF
+    refine = None
+    if refiners:
+        refine = refiners[0] if len(refiners) == 1 else partial(_chain, refiners)
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, **_predictor_options(args)
+        args.checkpoint, device=args.device, refine=refine, **_predictor_options(args)
     )
     written = predict_to_files(predictor, find_images(args.inputs), args.out)
     print(f"wrote {len(written)} masks and overlays to {args.out}")
@@ -109,6 +119,70 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
 
 
+def _refine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--crf",
+        action="store_true",
+        help="refine with the dense CRF (DeepLab v1/v2); settings: the recipe's refine.crf",
+    )
+    p.add_argument(
+        "--domain-transform",
+        action="store_true",
+        help="refine with a domain transform guided by image edges; settings: "
+        "refine.domain_transform",
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override refine settings of the checkpoint's recipe, e.g. refine.crf.theta_alpha=80",
+    )
+
+
+def _refiners(args: argparse.Namespace) -> dict[str, Any]:
+    """The refinements asked for, set up from the checkpoint's recipe and ``--set``."""
+    from .checkpoint import load_checkpoint
+    from .config import Config, apply_overrides, from_dict
+    from .errors import ConfigError
+    from .refine import dense_crf, posthoc_domain_transform
+
+    bad = [item for item in args.set if not item.startswith("refine.")]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: only refine.* settings apply to {args.command}")
+    if not (args.crf or args.domain_transform):
+        return {}
+    saved = load_checkpoint(args.checkpoint).get("config")
+    cfg = from_dict(saved, str(args.checkpoint)) if saved else Config()
+    refine = apply_overrides(cfg, args.set).refine
+    out: dict[str, Any] = {}
+    if args.domain_transform:
+        out["domain_transform"] = partial(
+            posthoc_domain_transform, **dataclasses.asdict(refine.domain_transform)
+        )
+    if args.crf:
+        params = dataclasses.asdict(refine.crf)
+        out["crf"] = partial(dense_crf, backend=params.pop("backend"), **params)
+    return out
+
+
+def _chain(refiners: list[Any], image: Any, probs: Any) -> Any:
+    for refine in refiners:
+        probs = refine(image, probs)
+    return probs
+
+
+def _refinement_table(result: dict[str, Any]) -> str:
+    widths = list(result.get("trimap", {}))
+    head = f"{'refinement':<18}{'mIoU':>7}" + "".join(f"{'trimap ' + w + 'px':>13}" for w in widths)
+    rows = [head + f"{'s/image':>9}"]
+    for name, r in [("none", result), *result["refined"].items()]:
+        bands = "".join(f"{100 * r['trimap'][w]:>13.2f}" for w in widths)
+        seconds = f"{r['seconds_per_image']:>9.3f}" if "seconds_per_image" in r else f"{'-':>9}"
+        rows.append(f"{name:<18}{100 * r['miou']:>7.2f}{bands}{seconds}")
+    return "\n".join(rows)
+
+
 def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
     return {
         "scales": tuple(args.scales),
@@ -163,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also report mIoU within bands of these widths around boundaries",
     )
     p.add_argument("--per-image", action="store_true", help="per-image mIoU, worst first")
+    _refine_args(p)
     p.add_argument("--out", help="JSON path (default: eval_<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_eval)
@@ -176,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     _inference_args(p)
+    _refine_args(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_predict)
 

@@ -1,9 +1,9 @@
 """Training configs: dataclasses loaded from self-contained YAML recipes, plus ``key=value``.
 
-A recipe has three sections, ``data``, ``model`` and ``train``; every key is checked against
-the dataclass fields, and an unknown key or a value of the wrong type is an error naming it.
-The loader is written here (about 60 lines) rather than pulling in a config framework: the
-recipes are flat dataclasses and the errors must name the recipe file.
+A recipe has the sections ``data``, ``model``, ``train`` and (optional) ``refine``; every key
+is checked against the dataclass fields, and an unknown key or a value of the wrong type is an
+error naming it. The loader is written here (about 60 lines) rather than pulling in a config
+framework: the recipes are flat dataclasses and the errors must name the recipe file.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import yaml
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError
+from .refine import crf as crf_defaults
+from .refine.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
+from .refine.domain_transform import ITERATIONS as DT_ITERATIONS
 
 
 @dataclass
@@ -52,6 +55,9 @@ class ModelConfig:
     atrous_rates: tuple[int, int, int] = (6, 12, 18)  # ASPP rates at OS16 (v3 paper)
     multi_grid: tuple[int, ...] | None = None  # ResNet block4 unit rates, e.g. [1, 2, 4] (v3)
     backbone_weights: str | None = None  # "imagenet": download published backbone weights
+    # DT-EdgeNet (Chen et al., CVPR 2016): an EdgeNet on the backbone features guides a domain
+    # transform on the logits, trained end to end; its sigmas are refine.domain_transform's.
+    domain_transform: bool = False
 
     def builder_kwargs(self) -> dict[str, Any]:
         """The options builder ``name`` takes. One it does not take must stay at its default,
@@ -62,7 +68,7 @@ class ModelConfig:
         kwargs = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "name":
+            if f.name in ("name", "domain_transform"):  # not builder options
                 continue
             if accepted is None or f.name in accepted:
                 kwargs[f.name] = value
@@ -102,10 +108,40 @@ class TrainConfig:
 
 
 @dataclass
+class CRFConfig:
+    """Dense CRF parameters for ``eval/predict --crf`` (DeepLab v2's released values)."""
+
+    iterations: int = crf_defaults.ITERATIONS
+    w_appearance: float = crf_defaults.W_APPEARANCE
+    theta_alpha: float = crf_defaults.THETA_ALPHA
+    theta_beta: float = crf_defaults.THETA_BETA
+    w_smoothness: float = crf_defaults.W_SMOOTHNESS
+    theta_gamma: float = crf_defaults.THETA_GAMMA
+    backend: str = "auto"  # "reference" (pydensecrf2, CPU), "torch" (ours), "auto"
+
+
+@dataclass
+class DomainTransformConfig:
+    """Domain transform parameters: ``eval/predict --domain-transform`` (image-gradient edges)
+    and the DT-EdgeNet model (``model.domain_transform``)."""
+
+    sigma_s: float = DEFAULT_SIGMA_S
+    sigma_r: float = DEFAULT_SIGMA_R
+    iterations: int = DT_ITERATIONS
+
+
+@dataclass
+class RefineConfig:
+    crf: CRFConfig = field(default_factory=CRFConfig)
+    domain_transform: DomainTransformConfig = field(default_factory=DomainTransformConfig)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
@@ -176,6 +212,11 @@ def load_config(
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config is a mapping with data/model/train sections")
         _update(cfg, raw, "", str(path))
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Apply dotted ``key=value`` overrides (values parsed as YAML) to ``cfg`` in place."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from .sliding import pair, sliding_window
 from .tta import check_scales, multiscale_probs, tta_log_probs
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
+Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(image uint8 [3,H,W], probs [K,H,W]) -> probs [K,H,W]``, e.g. ``atrous.refine.dense_crf``."""
 
 
 def to_image_tensor(image: ImageLike) -> tv_tensors.Image:
@@ -72,6 +74,10 @@ class Predictor:
     changed; exported (ONNX, TorchScript) models are refused. ``compile=True`` also wraps the
     model in ``torch.compile`` (dynamic shapes): the first call compiles (about a minute on a
     small CPU), later calls run faster.
+
+    ``refine`` post-processes each image's probabilities with the image, e.g.
+    ``functools.partial(atrous.refine.dense_crf, backend="torch")`` or
+    ``atrous.refine.posthoc_domain_transform`` (boundary refinement, DeepLab v1/v2, DT-EdgeNet).
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class Predictor:
         info: DatasetInfo | None = None,
         fast: bool = False,
         compile: bool = False,
+        refine: Refiner | None = None,
     ) -> None:
         self.scales = check_scales(scales)
         self.flip = bool(flip)
@@ -130,6 +137,7 @@ class Predictor:
             self.model = torch.compile(self.model, dynamic=True)
         self.mean, self.std = tuple(mean), tuple(std)
         self.info = info
+        self.refine = refine
         self._normalize = eval_transforms(mean=mean, std=std)
 
     @classmethod
@@ -197,25 +205,39 @@ class Predictor:
             return self._forward(x)
         return tta_log_probs(None, x, self.scales, self.flip, forward=self._forward)
 
-    def _batch(self, image: ImageLike) -> Tensor:
-        return self._normalize(to_image_tensor(image)).unsqueeze(0).to(self.device)
+    def _probs(self, x: Tensor) -> Tensor:
+        if self.is_plain:
+            return self._forward(x).softmax(1)
+        return multiscale_probs(None, x, self.scales, self.flip, self._forward)
+
+    def _refined(self, images: Sequence[Tensor], scores: Tensor) -> Tensor:
+        """Log of the refined probabilities, per image (``refine`` takes one image)."""
+        assert self.refine is not None
+        probs = scores.float().softmax(1)
+        refined = [
+            self.refine(img.to(self.device), p) for img, p in zip(images, probs, strict=True)
+        ]
+        return torch.stack(refined).clamp_min(1e-20).log()
 
     @torch.inference_mode()
     def logits(self, image: ImageLike) -> torch.Tensor:
         """Class scores ``[K, H, W]`` at the image's size, on the predictor's device.
 
         With the defaults these are the model's logits (averaged over overlapping windows when
-        ``crop`` is set). With several scales or ``flip`` they are the log of the averaged
-        probabilities, so ``argmax`` and ``softmax`` stay correct."""
-        return self._scores(self._batch(image))[0]
+        ``crop`` is set). With several scales, ``flip`` or ``refine`` they are the log of the
+        (averaged, refined) probabilities, so ``argmax`` and ``softmax`` stay correct."""
+        img = to_image_tensor(image)
+        scores = self._scores(self._normalize(img).unsqueeze(0).to(self.device))
+        return (scores if self.refine is None else self._refined([img], scores))[0]
 
     @torch.inference_mode()
     def predict_proba(self, image: ImageLike) -> torch.Tensor:
         """Class probabilities ``[K, H, W]`` (sum 1 over classes), a float tensor on the CPU."""
-        x = self._batch(image)
-        if self.is_plain:
-            return self._forward(x).softmax(1)[0].float().cpu()
-        return multiscale_probs(None, x, self.scales, self.flip, self._forward)[0].float().cpu()
+        img = to_image_tensor(image)
+        probs = self._probs(self._normalize(img).unsqueeze(0).to(self.device))[0].float()
+        if self.refine is not None:
+            probs = self.refine(img.to(self.device), probs)
+        return probs.cpu()
 
     def predict(self, image: ImageLike) -> np.ndarray:
         """Class ids, an ``HxW`` int64 array at the image's size."""
@@ -227,7 +249,8 @@ class Predictor:
         a time. Returns ``HxW`` int64 arrays in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        tensors = [self._normalize(to_image_tensor(image)) for image in images]
+        raw = [to_image_tensor(image) for image in images]
+        tensors = [self._normalize(image) for image in raw]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, t in enumerate(tensors):
             by_size.setdefault(tuple(t.shape), []).append(i)
@@ -236,7 +259,10 @@ class Predictor:
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 x = torch.stack([tensors[i] for i in chunk]).to(self.device)
-                labels = self._scores(x).argmax(1).cpu().numpy()
+                scores = self._scores(x)
+                if self.refine is not None:
+                    scores = self._refined([raw[i] for i in chunk], scores)
+                labels = scores.argmax(1).cpu().numpy()
                 for i, label in zip(chunk, labels, strict=True):
                     results[i] = label
         return results  # type: ignore[return-value]

@@ -8,6 +8,7 @@ from .domain_transform import (
     EdgeNet,
     domain_transform,
     image_edges,
+    posthoc_domain_transform,
     with_domain_transform,
 )
 from .permutohedral import PermutohedralLattice
@@ -24,6 +25,7 @@ __all__ = [
     "dense_crf",
     "domain_transform",
     "image_edges",
+    "posthoc_domain_transform",
     "reference_available",
     "with_domain_transform",
 ]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data import build_dataset
 from ..errors import DataError
 from ..inference import Predictor, resolve_device
+from ..inference.predictor import Refiner
 from ..metrics import ConfusionMatrix, TrimapIoU
 
 
@@ -23,28 +27,60 @@ def evaluate(
     progress: bool = True,
     trimap: TrimapIoU | None = None,
     per_image: list[dict[str, Any]] | None = None,
+    refined: Mapping[str, RefinedScores] | None = None,
 ) -> ConfusionMatrix:
     """Predict every ``(image, mask)`` item of ``dataset`` (uint8 image, no transforms) at its
     own size, the way ``predictor`` is set up (scales, flip, sliding window), and accumulate
     the confusion matrix. ``trimap`` also accumulates boundary-band IoU; ``per_image`` gets one
-    ``{"image", "miou", "pixel_accuracy"}`` record per image (to find the worst ones)."""
+    ``{"image", "miou", "pixel_accuracy"}`` record per image (to find the worst ones).
+    ``refined`` scores refinements (CRF, domain transform) of the same predictions: each entry
+    accumulates what its refiner makes of every image's probabilities."""
     matrix = ConfusionMatrix(num_classes)
     samples = getattr(dataset, "samples", None)
     for index in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress):  # type: ignore[arg-type]
         image, mask = dataset[index]
-        pred = predictor.logits(image).argmax(0).cpu()
+        scores = predictor.logits(image)
+        pred = scores.argmax(0).cpu()
         matrix.update(pred, mask)
         if trimap is not None:
             trimap.update(pred, mask)
         if per_image is not None:
             single = ConfusionMatrix(num_classes)
             single.update(pred, mask)
-            scores = single.compute()
+            result = single.compute()
             name = str(samples[index][0]) if samples is not None else str(index)
             per_image.append(
-                {"image": name, "miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"]}
+                {"image": name, "miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"]}
             )
+        for entry in (refined or {}).values():
+            start = time.perf_counter()
+            with torch.inference_mode():
+                probs = entry.refiner(image.to(scores.device), scores.float().softmax(0))
+            entry.seconds += time.perf_counter() - start
+            entry.update(probs.argmax(0).cpu(), mask)
     return matrix
+
+
+@dataclass
+class RefinedScores:
+    """Metrics of one refinement: its ``refiner`` (:data:`atrous.inference.Refiner`) and the
+    accumulators its labels go into."""
+
+    refiner: Refiner
+    matrix: ConfusionMatrix
+    trimap: TrimapIoU | None = None
+    seconds: float = 0.0  # total time spent refining
+
+    def update(self, pred: torch.Tensor, mask: torch.Tensor) -> None:
+        self.matrix.update(pred, mask)
+        if self.trimap is not None:
+            self.trimap.update(pred, mask)
+
+    def compute(self) -> dict[str, Any]:
+        result = self.matrix.compute()
+        if self.trimap is not None:
+            result["trimap"] = {str(w): m for w, m in self.trimap.compute()["miou"].items()}
+        return result
 
 
 def evaluate_checkpoint(
@@ -57,6 +93,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     trimap_widths: Sequence[int] = (),
     per_image: bool = False,
+    refiners: Mapping[str, Refiner] | None = None,
     **predictor_options: Any,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Evaluate a checkpoint on ``dataset`` (a name in ``atrous.data.DATASETS``) under
@@ -65,7 +102,8 @@ def evaluate_checkpoint(
     ``predictor_options`` (scales, flip, output_stride, crop, stride) set up the
     :class:`Predictor`. The result holds ``ConfusionMatrix.compute()``'s keys, the
     ``confusion_matrix`` itself, ``trimap`` (band mIoU per width) when ``trimap_widths`` is
-    given, and ``per_image`` records, worst first, when asked.
+    given, ``per_image`` records, worst first, when asked, and under ``refined`` the same
+    metrics (and ``seconds_per_image``) for each of ``refiners`` applied to the predictions.
     """
     predictor = Predictor.from_checkpoint(
         checkpoint, device=resolve_device(device), **predictor_options
@@ -80,12 +118,31 @@ def evaluate_checkpoint(
         )
     trimap = TrimapIoU(len(classes), widths=tuple(trimap_widths)) if trimap_widths else None
     images: list[dict[str, Any]] | None = [] if per_image else None
+    refined = {
+        name: RefinedScores(
+            refiner,
+            ConfusionMatrix(len(classes)),
+            TrimapIoU(len(classes), widths=tuple(trimap_widths)) if trimap_widths else None,
+        )
+        for name, refiner in (refiners or {}).items()
+    }
     matrix = evaluate(
-        predictor, data, len(classes), progress=progress, trimap=trimap, per_image=images
+        predictor,
+        data,
+        len(classes),
+        progress=progress,
+        trimap=trimap,
+        per_image=images,
+        refined=refined,
     )
     result = {**matrix.compute(), "confusion_matrix": matrix.matrix.tolist()}
     if trimap is not None:
         result["trimap"] = {str(w): m for w, m in trimap.compute()["miou"].items()}
+    if refined:
+        result["refined"] = {
+            name: {**entry.compute(), "seconds_per_image": entry.seconds / max(len(data), 1)}
+            for name, entry in refined.items()
+        }
     if images is not None:
         result["per_image"] = sorted(images, key=lambda r: (r["miou"] != r["miou"], r["miou"]))
     return result, classes

@@ -14,6 +14,7 @@ only hard-pixel mining (``train.top_k_percent``) ranks pixels within each proces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -28,14 +29,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from ..checkpoint import build_from_spec, load_checkpoint, load_model_state, save_checkpoint
 from ..config import Config, to_dict
 from ..data import build_dataset, train_transforms
 from ..data.info import IGNORE_INDEX
 from ..errors import AtrousError, ConfigError
 from ..inference import Predictor, resolve_device
 from ..metrics import format_table, write_json
-from ..models import build_model
 from .distributed import (
     WorldInfo,
     all_reduce_sum,
@@ -277,13 +277,15 @@ def _train(
     train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
     kwargs = {**cfg.model.builder_kwargs(), "num_classes": train_set.num_classes}
     # The checkpoint rebuilds the model without downloading initial weights it then overwrites.
-    spec = {"name": cfg.model.name, "kwargs": {**kwargs, "backbone_weights": None}}
+    spec: dict[str, Any] = {"name": cfg.model.name, "kwargs": {**kwargs, "backbone_weights": None}}
     if "backbone_weights" not in kwargs:
         del spec["kwargs"]["backbone_weights"]
+    if cfg.model.domain_transform:
+        spec["domain_transform"] = dataclasses.asdict(cfg.refine.domain_transform)
     # Check the validation split now, not after hours of training.
     val_set = build_dataset(d.dataset, d.root, d.val_split, **options) if d.val_split else None
     try:
-        model = build_model(spec["name"], **kwargs)
+        model = build_from_spec({**spec, "kwargs": kwargs})
     except (TypeError, ValueError) as err:  # a builder rejecting a model.* option
         raise ConfigError(f"model: {err}") from None
     if world.distributed and device.type == "cuda":  # Gloo/CPU has no SyncBatchNorm

@@ -1,0 +1,182 @@
+"""Where users meet refinement: Predictor(refine=...), eval/predict --crf/--domain-transform
+with settings from the recipe, and DT-EdgeNet trained from a recipe."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from atrous import Predictor
+from atrous.checkpoint import load_model
+from atrous.cli import main
+from atrous.config import load_config
+from atrous.data import read_image
+from atrous.models import deeplabv3plus
+from atrous.refine import DomainTransformDeepLab, dense_crf, with_domain_transform
+from atrous.training.loop import _param_groups
+
+from ..conftest import tiny_config
+
+
+def val_images(data: Path) -> list[Path]:
+    return [data / "images" / f"{stem}.jpg" for stem in (data / "val.txt").read_text().split()]
+
+
+def test_predictor_refine_hook(tiny_checkpoint: Path, tiny_data: Path) -> None:
+    calls = []
+
+    def refine(image: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        calls.append((image.dtype, tuple(image.shape), tuple(probs.shape)))
+        flipped = torch.zeros_like(probs)  # a refiner with a visible effect: class 0 -> 1
+        flipped[1] = 1.0
+        return flipped
+
+    plain = Predictor.from_checkpoint(tiny_checkpoint)
+    refined = Predictor.from_checkpoint(tiny_checkpoint, refine=refine)
+    image = val_images(tiny_data)[0]
+    probs = refined.predict_proba(image)
+    assert calls[0][0] == torch.uint8 and calls[0][1][0] == 3
+    assert calls[0][2] == tuple(plain.predict_proba(image).shape)
+    assert torch.equal(probs[1], torch.ones_like(probs[1]))
+    assert (refined.predict(image) == 1).all()
+    assert all((labels == 1).all() for labels in refined.predict_batch(val_images(tiny_data)))
+
+
+def test_predictor_with_the_torch_crf(tiny_checkpoint: Path, tiny_data: Path) -> None:
+    image = val_images(tiny_data)[0]
+    plain = Predictor.from_checkpoint(tiny_checkpoint)
+    crf = partial(dense_crf, backend="torch")
+    refined = Predictor.from_checkpoint(tiny_checkpoint, refine=crf)
+    expected = crf(read_image(image), plain.predict_proba(image))
+    torch.testing.assert_close(refined.predict_proba(image), expected)
+    assert np.array_equal(refined.predict(image), expected.argmax(0).numpy())
+
+
+def eval_args(checkpoint: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out), *extra]
+
+
+def test_eval_reports_each_refinement(
+    tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "e.json"
+    args = eval_args(
+        tiny_checkpoint, tiny_data, out, "--crf", "--domain-transform", "--trimap", "2", "5"
+    )
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "refinement" in printed and "trimap 2px" in printed
+    assert "\ncrf " in printed and "\ndomain_transform " in printed
+    report = json.loads(out.read_text())
+    for name in ("crf", "domain_transform"):
+        entry = report["refined"][name]
+        assert 0.0 <= entry["miou"] <= 1.0 and set(entry["trimap"]) == {"2", "5"}
+        assert entry["seconds_per_image"] > 0
+        assert sum(map(sum, report["confusion_matrix"])) == entry["num_pixels"]
+
+
+def test_refine_settings_come_from_the_recipe_and_set(
+    tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import atrous.refine
+
+    seen = []
+
+    def recorder(image, probs, **kwargs):
+        seen.append(kwargs)
+        return probs
+
+    monkeypatch.setattr(atrous.refine, "dense_crf", recorder)
+    out = tmp_path / "e.json"
+    args = eval_args(
+        tiny_checkpoint,
+        tiny_data,
+        out,
+        "--crf",
+        "--set",
+        "refine.crf.iterations=0",
+        "refine.crf.backend=torch",
+    )
+    assert main(args) == 0
+    assert len(seen) == 3  # one call per val image
+    assert seen[0]["iterations"] == 0 and seen[0]["backend"] == "torch"
+    assert seen[0]["theta_alpha"] == 67.0 and seen[0]["w_appearance"] == 4.0  # recipe defaults
+    report = json.loads(out.read_text())
+    assert report["refined"]["crf"]["miou"] == report["miou"]  # an identity refinement
+
+
+def test_refine_errors(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "e.json"
+    assert main(eval_args(tiny_checkpoint, tiny_data, out, "--crf", "--set", "train.lr=1")) == 2
+    assert "only refine.* settings" in capsys.readouterr().err
+    assert (
+        main(
+            eval_args(tiny_checkpoint, tiny_data, out, "--crf", "--set", "refine.crf.theta_delta=1")
+        )
+        == 2
+    )
+    assert "refine.crf.theta_delta" in capsys.readouterr().err
+
+
+def test_predict_with_both_refinements(
+    tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    images = val_images(tiny_data)[:2]
+    args = [
+        "predict",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        *map(str, images),
+        "--out",
+        str(tmp_path),
+        "--crf",
+        "--domain-transform",
+    ]
+    assert main(args) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(f"{p.stem}.png" for p in images)
+
+
+def test_recipe_refine_section(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "refine:\n  crf:\n    theta_alpha: 80\n  domain_transform:\n    sigma_s: 20\n"
+    )
+    cfg = load_config(recipe)
+    assert cfg.refine.crf.theta_alpha == 80.0 and cfg.refine.domain_transform.sigma_s == 20.0
+    assert cfg.refine.crf.w_smoothness == 3.0  # DeepLab v2 default kept
+
+
+def test_dt_edgenet_trains_from_a_recipe(tiny_data: Path, tmp_path: Path) -> None:
+    from atrous.training import train
+
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "train.steps=2",
+        "model.domain_transform=true",
+        "refine.domain_transform.sigma_s=20",
+    )
+    result = train(cfg, progress=False)
+    model, state = load_model(result["checkpoint"])
+    assert isinstance(model, DomainTransformDeepLab)
+    assert model.dt.sigma_s == 20.0
+    assert state["model_spec"]["domain_transform"]["sigma_s"] == 20.0
+    labels = Predictor.from_checkpoint(result["checkpoint"]).predict(val_images(tiny_data)[0])
+    assert labels.ndim == 2
+
+
+def test_wrapped_backbone_keeps_the_backbone_learning_rate() -> None:
+    model = with_domain_transform(deeplabv3plus(num_classes=3, width_mult=0.25, channels=16))
+    groups = _param_groups(model, lr=0.1, weight_decay=0.0, head_lr_mult=10.0)
+    backbone = {id(p) for p in model.model.backbone.parameters()}
+    for group in groups:
+        in_backbone = {id(p) in backbone for p in group["params"]}
+        assert len(in_backbone) == 1
+        assert group["lr"] == (0.1 if in_backbone == {True} else 1.0)
+    edgenet = {id(p) for p in model.edgenet.parameters()}
+    assert any(edgenet & {id(p) for p in g["params"]} for g in groups if g["lr"] == 1.0)
