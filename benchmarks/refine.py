@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -75,11 +76,13 @@ def crf_rows(size: int, classes: int, repeats: int) -> list[dict[str, object]]:
         image, probs = make(size, classes)
         row: dict[str, object] = {"input": name}
         ours = dense_crf(image, probs, backend="torch")
-        row["torch_cpu_s"] = median_seconds(lambda: dense_crf(image, probs, backend="torch"), repeats)
+        row["torch_cpu_s"] = median_seconds(
+            partial(dense_crf, image, probs, backend="torch"), repeats
+        )
         if reference_available():
             ref = dense_crf(image, probs, backend="reference")
             row["reference_cpu_s"] = median_seconds(
-                lambda: dense_crf(image, probs, backend="reference"), repeats
+                partial(dense_crf, image, probs, backend="reference"), repeats
             )
             row["label_agreement"] = float((ours.argmax(0) == ref.argmax(0)).mean())
             row["labels_changed_by_crf"] = float((ref.argmax(0) != probs.argmax(0)).mean())
@@ -89,7 +92,7 @@ def crf_rows(size: int, classes: int, repeats: int) -> list[dict[str, object]]:
             probs_c = torch.from_numpy(probs).cuda()
             dense_crf(image_c, probs_c, backend="torch")
             row["torch_cuda_s"] = median_seconds(
-                lambda: dense_crf(image_c, probs_c, backend="torch"), repeats
+                partial(dense_crf, image_c, probs_c, backend="torch"), repeats
             )
         rows.append(row)
     return rows
