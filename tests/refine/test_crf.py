@@ -195,3 +195,29 @@ def test_grid_search_scores_every_combination_best_first() -> None:
     assert results[0]["miou"] > 0.95 > 0.7 > results[-1]["miou"]
     with pytest.raises(ValueError, match="unknown CRF parameters"):
         crf_grid_search([(image, probs, truth)], 2, grid={"theta_delta": (1.0,)})
+
+
+def test_training_the_kernel_weights_lowers_the_loss() -> None:
+    """CRF-as-RNN: with the unary fixed, learning w_appearance alone fits noisy scores to a
+    two-region image better."""
+    rng = np.random.default_rng(0)
+    image = np.full((32, 32, 3), 30, np.uint8)
+    image[:, 16:] = 220
+    truth = np.zeros((32, 32), np.int64)
+    truth[:, 16:] = 1
+    noisy = np.where(rng.random((32, 32)) < 0.3, 1 - truth, truth)
+    logits = torch.from_numpy(np.stack([noisy == 0, noisy == 1]).astype(np.float32))[None]
+    image_t = torch.from_numpy(image).permute(2, 0, 1)[None]
+    target = torch.from_numpy(truth)[None]
+    crf = DenseCRF(CRFParams(iterations=3, w_appearance=0.5, w_smoothness=0.0))
+    crf.w_smoothness.requires_grad_(False)
+    optimizer = torch.optim.Adam([crf.w_appearance], lr=0.5)
+    losses = []
+    for _ in range(8):
+        loss = torch.nn.functional.cross_entropy(crf(logits, image_t), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert crf.w_appearance.item() > 2.0

@@ -180,3 +180,13 @@ def test_wrapped_backbone_keeps_the_backbone_learning_rate() -> None:
         assert group["lr"] == (0.1 if in_backbone == {True} else 1.0)
     edgenet = {id(p) for p in model.edgenet.parameters()}
     assert any(edgenet & {id(p) for p in g["params"]} for g in groups if g["lr"] == 1.0)
+
+
+def test_dt_edgenet_is_not_exported(tmp_path: Path) -> None:
+    from atrous.errors import AtrousError
+    from atrous.export import export_onnx, export_torchscript
+
+    model = with_domain_transform(deeplabv3plus(num_classes=3, width_mult=0.25, channels=16))
+    for export in (export_onnx, export_torchscript):
+        with pytest.raises(AtrousError, match="domain transform"):
+            export(model, tmp_path / "m")

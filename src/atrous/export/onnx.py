@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._exportable import check_exportable
+
 
 class _Argmax(nn.Module):
     """Wraps a model so the graph ends in per-pixel labels (int64 [N,H,W])."""
@@ -67,6 +69,7 @@ def export_onnx(
     ``1x3xheight x width``. ``metadata`` (str -> JSON-able, e.g. ``classes``, ``mean``, ``std``)
     is stored as ``metadata_props`` with JSON-string values.
     """
+    check_exportable(model)
     import onnx  # optional dependency: pip install 'atrous[export]'
 
     path = Path(path)

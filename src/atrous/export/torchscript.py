@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._exportable import check_exportable
+
 METADATA_FILE = "metadata.json"
 
 
@@ -39,6 +41,7 @@ def export_torchscript(
     back with :func:`load_torchscript`. Raises ``RuntimeError`` if the traced module disagrees
     with eager mode at ``check_size`` (a size baked into the trace).
     """
+    check_exportable(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
