@@ -23,6 +23,9 @@ def _eval(args: argparse.Namespace) -> None:
     from .metrics import format_table, write_json
     from .training.evaluate import evaluate_checkpoint
 
+    refiners = _refiners(args)
+    out = Path(args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json"))
+    picture = out.with_name(f"{out.stem}_refinement.png") if refiners else None
     result, classes = evaluate_checkpoint(
         args.checkpoint,
         args.data,
@@ -31,7 +34,8 @@ def _eval(args: argparse.Namespace) -> None:
         device=args.device,
         trimap_widths=args.trimap or (),
         per_image=args.per_image,
-        refiners=_refiners(args),
+        refiners=refiners,
+        picture=picture,
         **_predictor_options(args),
     )
     print(format_table(result, classes))
@@ -40,10 +44,11 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"trimap mIoU by band width: {bands}")
     if "refined" in result:
         print(_refinement_table(result))
+        columns = " | ".join(["image", "ground truth", "no refinement", *result["refined"]])
+        print(f"wrote {picture} ({columns})")
     if "per_image" in result:
         worst = result["per_image"][:5]
         print("worst images: " + ", ".join(f"{r['image']} ({100 * r['miou']:.1f})" for r in worst))
-    out = args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json")
     write_json(out, result, classes=list(classes), split=args.split, data=str(args.data))
     print(f"mIoU {100 * result['miou']:.2f}  (written to {out})")
 

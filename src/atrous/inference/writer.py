@@ -71,18 +71,17 @@ def predict_to_files(
 
 
 def comparison_grid(
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    rows: list[tuple[np.ndarray, ...]],
     palette: np.ndarray | None = None,
     gap: int = 4,
 ) -> np.ndarray:
-    """One picture of ``(image, ground truth, prediction)`` rows, masks drawn in class colours.
+    """One picture of ``(image, mask, mask, ...)`` rows (e.g. image, ground truth, prediction),
+    masks drawn in class colours.
 
     Images may differ in size; each row is as tall as its image, padded white on the right.
     """
-    panels = [
-        [image, colorize(truth, palette), colorize(pred, palette)] for image, truth, pred in rows
-    ]
-    width = max(sum(p.shape[1] for p in row) + 2 * gap for row in panels)
+    panels = [[image, *(colorize(mask, palette) for mask in masks)] for image, *masks in rows]
+    width = max(sum(p.shape[1] for p in row) + (len(row) - 1) * gap for row in panels)
     lines = []
     for row in panels:
         height = row[0].shape[0]

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data import build_dataset
 from ..errors import DataError
-from ..inference import Predictor, resolve_device
+from ..inference import Predictor, comparison_grid, resolve_device
 from ..inference.predictor import Refiner
 from ..metrics import ConfusionMatrix, TrimapIoU
 
@@ -28,13 +30,17 @@ def evaluate(
     trimap: TrimapIoU | None = None,
     per_image: list[dict[str, Any]] | None = None,
     refined: Mapping[str, RefinedScores] | None = None,
+    examples: list[tuple[np.ndarray, ...]] | None = None,
+    max_examples: int = 6,
 ) -> ConfusionMatrix:
     """Predict every ``(image, mask)`` item of ``dataset`` (uint8 image, no transforms) at its
     own size, the way ``predictor`` is set up (scales, flip, sliding window), and accumulate
     the confusion matrix. ``trimap`` also accumulates boundary-band IoU; ``per_image`` gets one
     ``{"image", "miou", "pixel_accuracy"}`` record per image (to find the worst ones).
     ``refined`` scores refinements (CRF, domain transform) of the same predictions: each entry
-    accumulates what its refiner makes of every image's probabilities."""
+    accumulates what its refiner makes of every image's probabilities. ``examples`` collects
+    ``(image, mask, prediction, *refined predictions)`` arrays for the first ``max_examples``
+    images, to draw with :func:`atrous.inference.comparison_grid`."""
     matrix = ConfusionMatrix(num_classes)
     samples = getattr(dataset, "samples", None)
     for index in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress):  # type: ignore[arg-type]
@@ -52,12 +58,17 @@ def evaluate(
             per_image.append(
                 {"image": name, "miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"]}
             )
+        preds = [pred]
         for entry in (refined or {}).values():
             start = time.perf_counter()
             with torch.inference_mode():
                 probs = entry.refiner(image.to(scores.device), scores.float().softmax(0))
             entry.seconds += time.perf_counter() - start
-            entry.update(probs.argmax(0).cpu(), mask)
+            preds.append(probs.argmax(0).cpu())
+            entry.update(preds[-1], mask)
+        if examples is not None and len(examples) < max_examples:
+            picture = image.permute(1, 2, 0).numpy()
+            examples.append((picture, np.asarray(mask), *(p.numpy() for p in preds)))
     return matrix
 
 
@@ -94,6 +105,7 @@ def evaluate_checkpoint(
     trimap_widths: Sequence[int] = (),
     per_image: bool = False,
     refiners: Mapping[str, Refiner] | None = None,
+    picture: str | Path | None = None,
     **predictor_options: Any,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Evaluate a checkpoint on ``dataset`` (a name in ``atrous.data.DATASETS``) under
@@ -104,6 +116,8 @@ def evaluate_checkpoint(
     ``confusion_matrix`` itself, ``trimap`` (band mIoU per width) when ``trimap_widths`` is
     given, ``per_image`` records, worst first, when asked, and under ``refined`` the same
     metrics (and ``seconds_per_image``) for each of ``refiners`` applied to the predictions.
+    ``picture`` writes a PNG of the first images: image | ground truth | prediction | each
+    refinement.
     """
     predictor = Predictor.from_checkpoint(
         checkpoint, device=resolve_device(device), **predictor_options
@@ -126,6 +140,7 @@ def evaluate_checkpoint(
         )
         for name, refiner in (refiners or {}).items()
     }
+    examples: list[tuple[np.ndarray, ...]] | None = [] if picture is not None else None
     matrix = evaluate(
         predictor,
         data,
@@ -134,7 +149,11 @@ def evaluate_checkpoint(
         trimap=trimap,
         per_image=images,
         refined=refined,
+        examples=examples,
     )
+    if picture is not None and examples:
+        palette = predictor.info.palette if predictor.info else None
+        Image.fromarray(comparison_grid(examples, palette)).save(picture)
     result = {**matrix.compute(), "confusion_matrix": matrix.matrix.tolist()}
     if trimap is not None:
         result["trimap"] = {str(w): m for w, m in trimap.compute()["miou"].items()}
