@@ -76,7 +76,8 @@ def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], path: s
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
     """The model a ``model_spec`` describes: ``build_model(name, **kwargs)``, wrapped as
-    DT-EdgeNet when the spec has ``domain_transform`` settings."""
+    DT-EdgeNet when the spec has ``domain_transform`` settings and with a dense CRF layer
+    (CRF-as-RNN) when it has ``dense_crf`` settings."""
     from .models import build_model
 
     model: nn.Module = build_model(spec["name"], **spec["kwargs"])
@@ -84,6 +85,12 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
         from .refine import with_domain_transform
 
         model = with_domain_transform(model, **spec["domain_transform"])  # type: ignore[arg-type]
+    if spec.get("dense_crf"):
+        from .refine import CRFParams, with_dense_crf
+
+        options = dict(spec["dense_crf"])
+        mean, std = options.pop("mean"), options.pop("std")
+        model = with_dense_crf(model, mean=mean, std=std, params=CRFParams(**options))
     return model
 
 

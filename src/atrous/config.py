@@ -58,6 +58,9 @@ class ModelConfig:
     # DT-EdgeNet (Chen et al., CVPR 2016): an EdgeNet on the backbone features guides a domain
     # transform on the logits, trained end to end; its sigmas are refine.domain_transform's.
     domain_transform: bool = False
+    # CRF-as-RNN (Zheng et al., 2015): a learnable dense CRF layer on the logits, trained end
+    # to end; its kernel widths and starting weights are refine.crf's.
+    dense_crf: bool = False
 
     def builder_kwargs(self) -> dict[str, Any]:
         """The options builder ``name`` takes. One it does not take must stay at its default,
@@ -68,7 +71,7 @@ class ModelConfig:
         kwargs = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("name", "domain_transform"):  # not builder options
+            if f.name in ("name", "domain_transform", "dense_crf"):  # not builder options
                 continue
             if accepted is None or f.name in accepted:
                 kwargs[f.name] = value

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
 
 from atrous import Predictor
 from atrous.checkpoint import load_model
@@ -72,6 +73,16 @@ def test_eval_reports_each_refinement(
     printed = capsys.readouterr().out
     assert "refinement" in printed and "trimap 2px" in printed
     assert "\ncrf " in printed and "\ndomain_transform " in printed
+    picture = tmp_path / "e_refinement.png"
+    columns = "image | ground truth | no refinement | domain_transform | crf"
+    assert f"wrote {picture} ({columns})" in printed
+    from PIL import Image
+
+    with Image.open(picture) as png:  # 3 val images: image, truth, plain, crf, dt side by side
+        width, height = png.size
+    images = [Image.open(p) for p in val_images(tiny_data)]
+    assert width == max(5 * im.width + 4 * 4 for im in images)
+    assert height == sum(im.height + 4 for im in images)
     report = json.loads(out.read_text())
     for name in ("crf", "domain_transform"):
         entry = report["refined"][name]
@@ -190,3 +201,53 @@ def test_dt_edgenet_is_not_exported(tmp_path: Path) -> None:
     for export in (export_onnx, export_torchscript):
         with pytest.raises(AtrousError, match="domain transform"):
             export(model, tmp_path / "m")
+
+
+def test_crf_as_rnn_trains_from_a_recipe(tiny_data: Path, tmp_path: Path) -> None:
+    from atrous.refine import CRFDeepLab
+    from atrous.training import train
+
+    cfg = tiny_config(
+        tiny_data, tmp_path, "train.steps=2", "model.dense_crf=true", "refine.crf.iterations=2"
+    )
+    result = train(cfg, progress=False)
+    model, state = load_model(result["checkpoint"])
+    assert isinstance(model, CRFDeepLab) and model.crf.params.iterations == 2
+    assert state["model_spec"]["dense_crf"]["mean"] == list(cfg.data.mean)
+    # the kernel weights were trained (they started at the recipe's values)
+    assert model.crf.w_appearance.item() != cfg.refine.crf.w_appearance
+    labels = Predictor.from_checkpoint(result["checkpoint"]).predict(val_images(tiny_data)[0])
+    assert labels.ndim == 2
+
+
+def test_crf_layer_sees_the_original_image() -> None:
+    """CRFDeepLab maps the normalized input back to the 0..255 image the CRF kernels use."""
+    from atrous.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
+    from atrous.refine import with_dense_crf
+
+    seen = []
+    model = with_dense_crf(
+        deeplabv3plus(num_classes=3, width_mult=0.25, channels=16),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ).eval()
+    model.crf.forward = lambda logits, image: seen.append(image) or logits  # type: ignore[method-assign]
+    image = torch.randint(0, 256, (3, 33, 35), dtype=torch.uint8)
+    with torch.no_grad():
+        model(eval_transforms()(tv_tensors.Image(image))[None])
+    assert torch.equal(seen[0][0], image.float())
+
+
+def test_crf_model_is_not_exported(tmp_path: Path) -> None:
+    from atrous.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from atrous.errors import AtrousError
+    from atrous.export import export_onnx
+    from atrous.refine import with_dense_crf
+
+    model = with_dense_crf(
+        deeplabv3plus(num_classes=3, width_mult=0.25, channels=16),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+    with pytest.raises(AtrousError, match="dense CRF"):
+        export_onnx(model, tmp_path / "m.onnx")

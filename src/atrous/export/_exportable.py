@@ -1,4 +1,4 @@
-"""The one model kind tracing cannot capture."""
+"""Model kinds tracing cannot capture."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from ..errors import AtrousError
 
 
 def check_exportable(model: nn.Module) -> None:
-    """Refuse models with a domain transform (DT-EdgeNet): its recursive filter is a Python
+    """Refuse models with a refinement layer. The domain transform (DT-EdgeNet) is a Python
     loop over pixels inside an autograd Function, which tracing records wrongly (checked: the
-    ONNX graph disagreed with eager by 8 logits)."""
+    ONNX graph disagreed with eager by 8 logits); the dense CRF builds a lattice with sparse
+    tensors and data-dependent sizes, which neither exporter supports."""
+    from ..refine.crf import DenseCRF
     from ..refine.domain_transform import DomainTransform
 
-    if any(isinstance(m, DomainTransform) for m in model.modules()):
-        raise AtrousError(
-            "models with a domain transform (DT-EdgeNet) cannot be exported to ONNX or "
-            "TorchScript: its recursive filter does not trace; deploy it with atrous.Predictor"
-        )
+    for module in model.modules():
+        if isinstance(module, (DomainTransform, DenseCRF)):
+            name = "a domain transform" if isinstance(module, DomainTransform) else "a dense CRF"
+            raise AtrousError(
+                f"models with {name} layer cannot be exported to ONNX or TorchScript (it does "
+                "not trace); deploy them with atrous.Predictor"
+            )

@@ -160,6 +160,46 @@ class DenseCRF(nn.Module):
         return scores.reshape(n, h, w, c).permute(0, 3, 1, 2).to(logits.dtype)
 
 
+class CRFDeepLab(nn.Module):
+    """A segmentation model with a :class:`DenseCRF` on its logits, trained end to end
+    (CRF-as-RNN, Zheng et al., 2015). The CRF needs the image in 0..255, so the normalized
+    input is mapped back with the training ``mean`` and ``std``."""
+
+    def __init__(
+        self, model: nn.Module, crf: DenseCRF, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.crf = crf
+        self.num_classes = getattr(model, "num_classes", None)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def output_stride(self) -> int:
+        return self.model.output_stride
+
+    def set_output_stride(self, output_stride: int) -> None:
+        self.model.set_output_stride(output_stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        image = ((x * self.std + self.mean) * 255).clamp(0, 255).round()
+        return self.crf(self.model(x), image)
+
+
+def with_dense_crf(
+    model: nn.Module,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    params: CRFParams | None = None,
+) -> CRFDeepLab:
+    """Wrap ``model`` with a learnable dense CRF layer (kernel weights learned, widths fixed);
+    ``mean``/``std`` are the input normalization. CRF-as-RNN trains with 5 mean-field
+    iterations (their Sec. 5); pass ``CRFParams(iterations=5)`` to do the same."""
+    return CRFDeepLab(model, DenseCRF(params), mean, std)
+
+
 def _reference(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray:
     import pydensecrf.densecrf as dcrf
 
