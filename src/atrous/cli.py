@@ -166,8 +166,11 @@ def _refiners(args: argparse.Namespace) -> dict[str, Any]:
             posthoc_domain_transform, **dataclasses.asdict(refine.domain_transform)
         )
     if args.crf:
-        params = dataclasses.asdict(refine.crf)
-        out["crf"] = partial(dense_crf, backend=params.pop("backend"), **params)
+        try:
+            params = dataclasses.asdict(refine.crf.params())
+        except ValueError as err:
+            raise ConfigError(f"refine.crf: {err}") from None
+        out["crf"] = partial(dense_crf, backend=refine.crf.backend, **params)
     return out
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError
-from .refine import crf as crf_defaults
+from .refine.crf import CRFParams
 from .refine.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
 from .refine.domain_transform import ITERATIONS as DT_ITERATIONS
 
@@ -111,16 +111,14 @@ class TrainConfig:
 
 
 @dataclass
-class CRFConfig:
-    """Dense CRF parameters for ``eval/predict --crf`` (DeepLab v2's released values)."""
+class CRFConfig(CRFParams):
+    """Dense CRF parameters (DeepLab v2's released values) for ``eval/predict --crf`` and the
+    CRF-as-RNN layer (``model.dense_crf``), and the backend post-hoc refinement runs on."""
 
-    iterations: int = crf_defaults.ITERATIONS
-    w_appearance: float = crf_defaults.W_APPEARANCE
-    theta_alpha: float = crf_defaults.THETA_ALPHA
-    theta_beta: float = crf_defaults.THETA_BETA
-    w_smoothness: float = crf_defaults.W_SMOOTHNESS
-    theta_gamma: float = crf_defaults.THETA_GAMMA
     backend: str = "auto"  # "reference" (pydensecrf2, CPU), "torch" (ours), "auto"
+
+    def params(self) -> CRFParams:
+        return CRFParams(**{k: v for k, v in dataclasses.asdict(self).items() if k != "backend"})
 
 
 @dataclass

@@ -132,6 +132,9 @@ def test_refine_errors(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, c
         == 2
     )
     assert "refine.crf.theta_delta" in capsys.readouterr().err
+    args = eval_args(tiny_checkpoint, tiny_data, out, "--crf", "--set", "refine.crf.theta_beta=0")
+    assert main(args) == 2
+    assert "refine.crf: theta_beta must be positive" in capsys.readouterr().err
 
 
 def test_predict_with_both_refinements(

@@ -51,7 +51,7 @@ def reference_available() -> bool:
     return importlib.util.find_spec("pydensecrf") is not None
 
 
-@dataclass(frozen=True)
+@dataclass
 class CRFParams:
     """The kernel parameters of the dense CRF; the defaults are DeepLab v2's."""
 

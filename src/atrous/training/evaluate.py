@@ -88,10 +88,15 @@ class RefinedScores:
             self.trimap.update(pred, mask)
 
     def compute(self) -> dict[str, Any]:
-        result = self.matrix.compute()
-        if self.trimap is not None:
-            result["trimap"] = {str(w): m for w, m in self.trimap.compute()["miou"].items()}
-        return result
+        return _metrics(self.matrix, self.trimap)
+
+
+def _metrics(matrix: ConfusionMatrix, trimap: TrimapIoU | None) -> dict[str, Any]:
+    """``matrix.compute()``, plus band mIoU by width under ``trimap`` when there is one."""
+    result = matrix.compute()
+    if trimap is not None:
+        result["trimap"] = {str(w): m for w, m in trimap.compute()["miou"].items()}
+    return result
 
 
 def evaluate_checkpoint(
@@ -154,9 +159,7 @@ def evaluate_checkpoint(
     if picture is not None and examples:
         palette = predictor.info.palette if predictor.info else None
         Image.fromarray(comparison_grid(examples, palette)).save(picture)
-    result = {**matrix.compute(), "confusion_matrix": matrix.matrix.tolist()}
-    if trimap is not None:
-        result["trimap"] = {str(w): m for w, m in trimap.compute()["miou"].items()}
+    result = {**_metrics(matrix, trimap), "confusion_matrix": matrix.matrix.tolist()}
     if refined:
         result["refined"] = {
             name: {**entry.compute(), "seconds_per_image": entry.seconds / max(len(data), 1)}

@@ -283,7 +283,7 @@ def _train(
     if cfg.model.domain_transform:
         spec["domain_transform"] = dataclasses.asdict(cfg.refine.domain_transform)
     if cfg.model.dense_crf:
-        crf = {k: v for k, v in dataclasses.asdict(cfg.refine.crf).items() if k != "backend"}
+        crf = dataclasses.asdict(cfg.refine.crf.params())
         spec["dense_crf"] = {**crf, "mean": list(d.mean), "std": list(d.std)}
     # Check the validation split now, not after hours of training.
     val_set = build_dataset(d.dataset, d.root, d.val_split, **options) if d.val_split else None
