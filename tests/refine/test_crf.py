@@ -48,6 +48,19 @@ def uniform_noise(size: int, classes: int, seed: int) -> tuple[np.ndarray, np.nd
     return image, probs / probs.sum(0)
 
 
+def two_regions(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dark left and a bright right half, the truth, and scores that favour the right label
+    by 0.65 to 0.35 but are wrong on a random 30% of the pixels."""
+    rng = np.random.default_rng(0)
+    image = np.full((size, size, 3), 30, np.uint8)
+    image[:, size // 2 :] = 220
+    truth = np.zeros((size, size), np.int64)
+    truth[:, size // 2 :] = 1
+    noisy = np.where(rng.random((size, size)) < 0.3, 1 - truth, truth)
+    probs = np.stack([noisy == 0, noisy == 1]).astype(np.float32) * 0.3 + 0.35
+    return image, truth, probs
+
+
 @needs_reference
 @pytest.mark.parametrize(
     ("make", "size"), [(structured, 513), (uniform_noise, 129)], ids=["structured", "random"]
@@ -76,14 +89,7 @@ def test_auto_takes_the_reference_on_cpu(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("reference", marks=needs_reference)])
 def test_two_regions_with_noisy_unary_are_recovered(backend: str) -> None:
-    rng = np.random.default_rng(0)
-    image = np.full((64, 64, 3), 30, np.uint8)
-    image[:, 32:] = 220
-    truth = np.zeros((64, 64), np.int64)
-    truth[:, 32:] = 1
-    flip = rng.random((64, 64)) < 0.3  # 30% of the pixels get the wrong label's score
-    noisy = np.where(flip, 1 - truth, truth)
-    probs = np.stack([noisy == 0, noisy == 1]).astype(np.float32) * 0.3 + 0.35
+    image, truth, probs = two_regions(64)
     assert (probs.argmax(0) == truth).mean() < 0.75
     refined = dense_crf(image, probs, backend=backend)
     assert np.allclose(refined.sum(0), 1.0, atol=1e-5)
@@ -177,13 +183,7 @@ def test_errors_name_the_problem(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_grid_search_scores_every_combination_best_first() -> None:
-    rng = np.random.default_rng(0)
-    image = np.full((32, 32, 3), 30, np.uint8)
-    image[:, 16:] = 220
-    truth = np.zeros((32, 32), np.int64)
-    truth[:, 16:] = 1
-    noisy = np.where(rng.random((32, 32)) < 0.3, 1 - truth, truth)
-    probs = np.stack([noisy == 0, noisy == 1]).astype(np.float32) * 0.3 + 0.35
+    image, truth, probs = two_regions(32)
     grid = {"w_appearance": (0.0, 5.0), "theta_beta": (3.0, 5.0)}
     results = crf_grid_search(
         [(image, probs, truth)], 2, grid=grid, backend="torch", progress=False, w_smoothness=0.0
@@ -200,13 +200,8 @@ def test_grid_search_scores_every_combination_best_first() -> None:
 def test_training_the_kernel_weights_lowers_the_loss() -> None:
     """CRF-as-RNN: with the unary fixed, learning w_appearance alone fits noisy scores to a
     two-region image better."""
-    rng = np.random.default_rng(0)
-    image = np.full((32, 32, 3), 30, np.uint8)
-    image[:, 16:] = 220
-    truth = np.zeros((32, 32), np.int64)
-    truth[:, 16:] = 1
-    noisy = np.where(rng.random((32, 32)) < 0.3, 1 - truth, truth)
-    logits = torch.from_numpy(np.stack([noisy == 0, noisy == 1]).astype(np.float32))[None]
+    image, truth, probs = two_regions(32)
+    logits = torch.from_numpy(probs).log()[None]
     image_t = torch.from_numpy(image).permute(2, 0, 1)[None]
     target = torch.from_numpy(truth)[None]
     crf = DenseCRF(CRFParams(iterations=3, w_appearance=0.5, w_smoothness=0.0))

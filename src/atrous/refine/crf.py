@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._wrapper import RefinedModel
 from .permutohedral import PermutohedralLattice
 
 # DeepLab v2 (Sec. 4.1; the released ResNet-101 VOC model): 10 iterations, w2 = 3,
@@ -160,7 +161,7 @@ class DenseCRF(nn.Module):
         return scores.reshape(n, h, w, c).permute(0, 3, 1, 2).to(logits.dtype)
 
 
-class CRFDeepLab(nn.Module):
+class CRFDeepLab(RefinedModel):
     """A segmentation model with a :class:`DenseCRF` on its logits, trained end to end
     (CRF-as-RNN, Zheng et al., 2015). The CRF needs the image in 0..255, so the normalized
     input is mapped back with the training ``mean`` and ``std``."""
@@ -168,19 +169,10 @@ class CRFDeepLab(nn.Module):
     def __init__(
         self, model: nn.Module, crf: DenseCRF, mean: Sequence[float], std: Sequence[float]
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.crf = crf
-        self.num_classes = getattr(model, "num_classes", None)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-
-    @property
-    def output_stride(self) -> int:
-        return self.model.output_stride
-
-    def set_output_stride(self, output_stride: int) -> None:
-        self.model.set_output_stride(output_stride)
 
     def forward(self, x: Tensor) -> Tensor:
         image = ((x * self.std + self.mean) * 255).clamp(0, 255).round()

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..models.deeplab import DeepLab
+from ._wrapper import RefinedModel
 
 # Spatial and range standard deviations of the filter. DT-EdgeNet tunes both by validation
 # (Sec. 4); these are starting values for edge maps in roughly [0, 1] units, to be tuned on data.
@@ -250,27 +251,14 @@ class EdgeNet(nn.Module):
         return torch.sigmoid(edges)
 
 
-class DomainTransformDeepLab(nn.Module):
+class DomainTransformDeepLab(RefinedModel):
     """DT-EdgeNet: a :class:`DeepLab`'s upsampled logits filtered by a domain transform guided by
-    an :class:`EdgeNet` on the same backbone's features, trained end to end.
-
-    Passes ``num_classes``, ``output_stride`` and ``set_output_stride`` through, so predictors,
-    training and checkpoints treat it like the DeepLab it wraps.
-    """
+    an :class:`EdgeNet` on the same backbone's features, trained end to end."""
 
     def __init__(self, model: DeepLab, edgenet: EdgeNet, dt: DomainTransform) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.edgenet = edgenet
         self.dt = dt
-        self.num_classes = model.num_classes
-
-    @property
-    def output_stride(self) -> int:
-        return self.model.output_stride
-
-    def set_output_stride(self, output_stride: int) -> None:
-        self.model.set_output_stride(output_stride)
 
     def forward(self, x: Tensor) -> Tensor:
         logits, features = self.model.forward_with_features(x)
