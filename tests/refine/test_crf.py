@@ -216,3 +216,17 @@ def test_training_the_kernel_weights_lowers_the_loss() -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert crf.w_appearance.item() > 2.0
+
+
+def test_layer_runs_in_fp32_under_autocast() -> None:
+    """Mixed-precision training and Predictor(fast=True) run the model under bf16 autocast;
+    the sparse lattice products have no bf16 kernels, so the CRF opts out and stays exact."""
+    image, probs = structured(24, 3, seed=9)
+    image_t = torch.from_numpy(image).permute(2, 0, 1)[None]
+    logits = torch.from_numpy(probs).log()[None]
+    crf = DenseCRF(CRFParams(iterations=3))
+    exact = crf(logits, image_t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = crf(logits.bfloat16(), image_t)
+    assert mixed.dtype == torch.bfloat16
+    torch.testing.assert_close(mixed.float(), exact, atol=0.05, rtol=0.02)

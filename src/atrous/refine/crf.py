@@ -143,6 +143,13 @@ class DenseCRF(nn.Module):
         n, c, h, w = logits.shape
         if self.compatibility is not None and self.compatibility.shape[0] != c:
             raise ValueError(f"this CRF has {self.compatibility.shape[0]} classes, logits {c}")
+        # Mean field runs in fp32 (fp64 for gradchecks) even under autocast: the sparse lattice
+        # products have no bf16/fp16 kernels, and the kernel sums need the precision.
+        with torch.autocast(logits.device.type, enabled=False):
+            return self._mean_field(logits, image).to(logits.dtype)
+
+    def _mean_field(self, logits: Tensor, image: Tensor) -> Tensor:
+        n, c, h, w = logits.shape
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         unary = logits.to(dtype).permute(0, 2, 3, 1).reshape(n * h * w, c)
         lattices = _lattices(image.detach(), self.params)
@@ -158,7 +165,7 @@ class DenseCRF(nn.Module):
                 scores = unary + message
             else:
                 scores = unary - message @ self.compatibility.to(dtype).T
-        return scores.reshape(n, h, w, c).permute(0, 3, 1, 2).to(logits.dtype)
+        return scores.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class CRFDeepLab(RefinedModel):
