@@ -53,6 +53,36 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"mIoU {100 * result['miou']:.2f}  (written to {out})")
 
 
+def _crf_search(args: argparse.Namespace) -> None:
+    import json
+
+    from .training.evaluate import search_crf_checkpoint
+
+    found = search_crf_checkpoint(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        dataset=args.dataset,
+        images=args.images,
+        device=args.device,
+        backend=args.backend,
+        **_predictor_options(args),
+    )
+    results = found["results"]
+    keys = [k for k in results[0] if k != "miou"]
+    print("  ".join(f"{k:>12}" for k in keys) + f"{'mIoU':>8}")
+    for r in results[:5]:
+        print("  ".join(f"{r[k]:>12g}" for k in keys) + f"{100 * r['miou']:>8.2f}")
+    best = " ".join(f"refine.crf.{k}={results[0][k]:g}" for k in keys)
+    print(
+        f"best of {len(results)}: mIoU {100 * results[0]['miou']:.2f} with the CRF, "
+        f"{100 * found['miou_without_crf']:.2f} without; use: --crf --set {best}"
+    )
+    out = args.out or Path(args.checkpoint).with_name("crf_search.json")
+    Path(out).write_text(json.dumps(found, indent=2) + "\n")
+    print(f"all combinations written to {out}")
+
+
 def _predict(args: argparse.Namespace) -> None:
     from .inference import Predictor, find_images, predict_to_files
 
@@ -249,6 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON path (default: eval_<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser(
+        "crf-search",
+        help="cross-validate the dense CRF's appearance kernel on a split (DeepLab v1/v2)",
+        description="Grid-search w_appearance, theta_alpha and theta_beta (atrous.refine.GRID) "
+        "on the first images of a split; prints the best and the --set line that uses it.",
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset root (its official layout)")
+    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    p.add_argument("--split", default="val", help="split name (default: val)")
+    p.add_argument("--images", type=int, default=100, help="images to search on (paper: 100)")
+    p.add_argument("--backend", default="auto", choices=("auto", "reference", "torch"))
+    _inference_args(p)
+    p.add_argument("--out", help="JSON path (default: crf_search.json beside the checkpoint)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_crf_search)
 
     p = sub.add_parser(
         "predict",

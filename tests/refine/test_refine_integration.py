@@ -254,3 +254,29 @@ def test_crf_model_is_not_exported(tmp_path: Path) -> None:
     )
     with pytest.raises(AtrousError, match="dense CRF"):
         export_onnx(model, tmp_path / "m.onnx")
+
+
+def test_crf_search_cli(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "search.json"
+    args = ["crf-search", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_data)]
+    assert main([*args, "--images", "2", "--backend", "torch", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "use: --crf --set refine.crf.w_appearance=" in printed
+    found = json.loads(out.read_text())
+    assert len(found["results"]) == 4 * 8 * 4  # the papers' grid
+    mious = [r["miou"] for r in found["results"]]
+    assert mious == sorted(mious, reverse=True)
+
+
+def test_crf_search_scores_the_plain_predictions_like_eval(
+    tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    from atrous.training.evaluate import evaluate_checkpoint, search_crf_checkpoint
+
+    grid = {"w_appearance": (0.0, 4.0)}
+    found = search_crf_checkpoint(
+        tiny_checkpoint, tiny_data, images=100, grid=grid, backend="torch", progress=False
+    )
+    assert [sorted(r) for r in found["results"]] == [["miou", "w_appearance"]] * 2
+    result, _ = evaluate_checkpoint(tiny_checkpoint, tiny_data, progress=False)
+    assert found["miou_without_crf"] == result["miou"]  # all 3 val images, same predictions

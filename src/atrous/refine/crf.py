@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -282,7 +282,8 @@ def crf_grid_search(
     """Search the appearance kernel on a validation subset, as DeepLab v1/v2 did: run the CRF
     with every combination in ``grid`` (default :data:`GRID`) on each ``(image, probs, label)``
     and return one ``{params..., "miou": ...}`` per combination, best first. ``fixed`` sets the
-    other parameters (e.g. ``iterations=5`` for a faster search)."""
+    other parameters (e.g. ``iterations=5`` for a faster search). ``samples`` may be a
+    generator: one sample is held at a time."""
     from ..metrics import ConfusionMatrix
 
     grid = dict(GRID if grid is None else grid)
@@ -290,21 +291,23 @@ def crf_grid_search(
     unknown -= {f for f in CRFParams.__dataclass_fields__}
     if unknown:
         raise ValueError(f"unknown CRF parameters {sorted(unknown)}")
-    samples = list(samples)
-    if not samples:
-        raise ValueError("crf_grid_search needs at least one (image, probs, label) sample")
     names = list(grid)
     combos = list(itertools.product(*(grid[n] for n in names)))
     matrices = [ConfusionMatrix(num_classes, ignore_index=ignore_index) for _ in combos]
-    bar = tqdm(total=len(samples) * len(combos), desc="CRF grid", disable=not progress)
+    total = len(samples) * len(combos) if isinstance(samples, Sized) else None
+    bar = tqdm(total=total, desc="CRF grid", disable=not progress)
+    count = 0
     for image, probs, label in samples:
         target = torch.as_tensor(np.asarray(label)).long()
         for values, matrix in zip(combos, matrices, strict=True):
             kwargs = {**fixed, **dict(zip(names, values, strict=True))}
             refined = dense_crf(image, probs, backend=backend, **kwargs)
-            matrix.update(torch.as_tensor(np.asarray(refined)).argmax(0), target)
+            matrix.update(torch.as_tensor(refined).argmax(0).cpu(), target)
             bar.update()
+        count += 1
     bar.close()
+    if not count:
+        raise ValueError("crf_grid_search needs at least one (image, probs, label) sample")
     results = [
         {**dict(zip(names, values, strict=True)), "miou": matrix.compute()["miou"]}
         for values, matrix in zip(combos, matrices, strict=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -19,6 +20,7 @@ from ..errors import DataError
 from ..inference import Predictor, comparison_grid, resolve_device
 from ..inference.predictor import Refiner
 from ..metrics import ConfusionMatrix, TrimapIoU
+from ..refine import crf_grid_search
 
 
 def evaluate(
@@ -99,6 +101,68 @@ def _metrics(matrix: ConfusionMatrix, trimap: TrimapIoU | None) -> dict[str, Any
     return result
 
 
+def _checkpoint_and_data(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    split: str | None,
+    dataset: str,
+    device: str,
+    predictor_options: dict[str, Any],
+) -> tuple[Predictor, Any, tuple[str, ...]]:
+    """A predictor for the checkpoint and the split to score it on, checked to agree on the
+    number of classes."""
+    predictor = Predictor.from_checkpoint(
+        checkpoint, device=resolve_device(device), **predictor_options
+    )
+    classes = predictor.info.classes if predictor.info else ()
+    options = {"num_classes": len(classes)} if dataset == "folder" else {}
+    data = build_dataset(dataset, data_root, split, **options)
+    if data.num_classes != len(classes):
+        raise DataError(
+            f"{data_root}: {dataset} has {data.num_classes} classes, the checkpoint "
+            f"{checkpoint} predicts {len(classes)}"
+        )
+    return predictor, data, classes
+
+
+def search_crf_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    *,
+    split: str | None = "val",
+    dataset: str = "folder",
+    images: int = 100,
+    device: str = "auto",
+    backend: str = "auto",
+    grid: Mapping[str, Sequence[float]] | None = None,
+    progress: bool = True,
+    **predictor_options: Any,
+) -> dict[str, Any]:
+    """The DeepLab v1/v2 CRF cross-validation: predict the first ``images`` of ``split`` once
+    and score every combination of ``grid`` (default: the papers', ``atrous.refine.GRID``).
+    Returns ``{"results": [{params..., "miou"}, ...] best first, "miou_without_crf": ...}``."""
+    predictor, data, classes = _checkpoint_and_data(
+        checkpoint, data_root, split, dataset, device, predictor_options
+    )
+    plain = ConfusionMatrix(len(classes))
+
+    def samples() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        for index in range(min(images, len(data))):
+            image, mask = data[index]
+            probs = predictor.predict_proba(image)
+            plain.update(probs.argmax(0), mask)
+            yield image, probs, mask
+
+    results = crf_grid_search(
+        samples(),
+        len(classes),
+        grid=dict(grid) if grid is not None else None,
+        backend=backend,
+        progress=progress,
+    )
+    return {"results": results, "miou_without_crf": plain.compute()["miou"]}
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data_root: str | Path,
@@ -124,17 +188,9 @@ def evaluate_checkpoint(
     ``picture`` writes a PNG of the first images: image | ground truth | prediction | each
     refinement.
     """
-    predictor = Predictor.from_checkpoint(
-        checkpoint, device=resolve_device(device), **predictor_options
+    predictor, data, classes = _checkpoint_and_data(
+        checkpoint, data_root, split, dataset, device, predictor_options
     )
-    classes = predictor.info.classes if predictor.info else ()
-    options = {"num_classes": len(classes)} if dataset == "folder" else {}
-    data = build_dataset(dataset, data_root, split, **options)
-    if data.num_classes != len(classes):
-        raise DataError(
-            f"{data_root}: {dataset} has {data.num_classes} classes, the checkpoint "
-            f"{checkpoint} predicts {len(classes)}"
-        )
     trimap = TrimapIoU(len(classes), widths=tuple(trimap_widths)) if trimap_widths else None
     images: list[dict[str, Any]] | None = [] if per_image else None
     refined = {
