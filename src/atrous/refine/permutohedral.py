@@ -85,15 +85,15 @@ class PermutohedralLattice:
         keys = keys.reshape(-1, d)
         if groups is not None:
             keys = torch.cat([groups.long().repeat_interleave(d + 1)[:, None], keys], dim=1)
-        self._index_keys(keys)
-        self._splat_slice(self._inverse.view(points, d + 1) + 1, bary)  # row 0: no vertex
-        del self._inverse
+        vertices = self._index_keys(keys).view(points, d + 1) + 1  # row 0: no vertex
+        self._splat_slice(vertices, bary)
         self._blur_neighbours(groups is not None)
 
-    def _index_keys(self, keys: Tensor) -> None:
+    def _index_keys(self, keys: Tensor) -> Tensor:
         """Number the distinct keys (the reference's hash table) through a mixed-radix int64
-        code; each coordinate gets ``d`` spare values either side, so a neighbour's code is the
-        vertex's code plus a constant and never aliases another key."""
+        code and return each key's number; each coordinate gets ``d`` spare values either side,
+        so a neighbour's code is the vertex's code plus a constant and never aliases another
+        key. (Codes are sums of products, not matmuls: CUDA has no int64 matmul.)"""
         d = self.dims
         low = keys.min(0).values - d
         span = keys.max(0).values + d + 1 - low
@@ -103,9 +103,10 @@ class PermutohedralLattice:
                 "(use larger kernel widths)"
             )
         self._radix = torch.cumprod(torch.cat([span.new_ones(1), span.flip(0)[:-1]]), 0).flip(0)
-        codes = (keys - low) @ self._radix
-        self._codes, self._inverse = torch.unique(codes, return_inverse=True)
+        codes = ((keys - low) * self._radix).sum(1)
+        self._codes, inverse = torch.unique(codes, return_inverse=True)
         self.num_vertices = len(self._codes)
+        return inverse
 
     def _blur_neighbours(self, grouped: bool) -> None:
         """For each lattice axis j, the rows (1-based, 0 = absent) of each vertex's two
@@ -117,7 +118,7 @@ class PermutohedralLattice:
             step = torch.full((d,), -1, dtype=torch.long, device=radix.device)
             if axis < d:
                 step[axis] = d
-            codes = self._codes + step @ radix
+            codes = self._codes + (step * radix).sum()
             pos = torch.searchsorted(self._codes, codes).clamp_(max=m - 1)
             found = self._codes[pos] == codes
             n1 = torch.where(found, pos + 1, 0)
