@@ -230,3 +230,15 @@ def test_layer_runs_in_fp32_under_autocast() -> None:
         mixed = crf(logits.bfloat16(), image_t)
     assert mixed.dtype == torch.bfloat16
     torch.testing.assert_close(mixed.float(), exact, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_backend_on_cuda_matches_cpu() -> None:
+    image, probs = structured(129, 21, seed=10)
+    cpu = dense_crf(image, probs, backend="torch")
+    cuda = dense_crf(
+        torch.from_numpy(image).permute(2, 0, 1).cuda(), torch.from_numpy(probs).cuda()
+    )  # "auto" takes ours for CUDA inputs
+    assert cuda.device.type == "cuda"
+    assert (cuda.argmax(0).cpu().numpy() == cpu.argmax(0)).mean() >= 0.999
+    np.testing.assert_allclose(cuda.cpu().numpy(), cpu, atol=1e-3)

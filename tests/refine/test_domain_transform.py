@@ -196,3 +196,13 @@ def test_dt_deeplab_trains() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_domain_transform_on_cuda_matches_cpu() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(2, 5, 40, 50, generator=g)
+    edges = torch.rand(2, 1, 40, 50, generator=g)
+    cpu = domain_transform(scores, edges)
+    cuda = domain_transform(scores.cuda(), edges.cuda())
+    torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-5, rtol=1e-5)
