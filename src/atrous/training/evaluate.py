@@ -61,12 +61,15 @@ def evaluate(
                 {"image": name, "miou": result["miou"], "pixel_accuracy": result["pixel_accuracy"]}
             )
         preds = [pred]
+        if refined:
+            probs = scores.float().softmax(0)
+            image_on_device = image.to(scores.device)
         for entry in (refined or {}).values():
             start = time.perf_counter()
             with torch.inference_mode():
-                probs = entry.refiner(image.to(scores.device), scores.float().softmax(0))
+                refined_probs = entry.refiner(image_on_device, probs)
             entry.seconds += time.perf_counter() - start
-            preds.append(probs.argmax(0).cpu())
+            preds.append(refined_probs.argmax(0).cpu())
             entry.update(preds[-1], mask)
         if examples is not None and len(examples) < max_examples:
             picture = image.permute(1, 2, 0).numpy()
