@@ -154,6 +154,14 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
 
 
+def _checkpoint_on_data_args(p: argparse.ArgumentParser) -> None:
+    """A checkpoint and the dataset split to score it on (eval, crf-search)."""
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset root (its official layout)")
+    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    p.add_argument("--split", default="val", help="split name (default: val)")
+
+
 def _refine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crf",
@@ -262,10 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a checkpoint: per-class IoU table and mIoU",
         description="Evaluate a checkpoint on a data folder; writes JSON.",
     )
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="dataset root (its official layout)")
-    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
-    p.add_argument("--split", default="val", help="split name (default: val)")
+    _checkpoint_on_data_args(p)
     _inference_args(p)
     p.add_argument(
         "--trimap",
@@ -286,10 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Grid-search w_appearance, theta_alpha and theta_beta (atrous.refine.GRID) "
         "on the first images of a split; prints the best and the --set line that uses it.",
     )
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="dataset root (its official layout)")
-    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
-    p.add_argument("--split", default="val", help="split name (default: val)")
+    _checkpoint_on_data_args(p)
     p.add_argument("--images", type=int, default=100, help="images to search on (paper: 100)")
     p.add_argument("--backend", default="auto", choices=("auto", "reference", "torch"))
     _inference_args(p)
