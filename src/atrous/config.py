@@ -55,6 +55,9 @@ class ModelConfig:
     atrous_rates: tuple[int, int, int] = (6, 12, 18)  # ASPP rates at OS16 (v3 paper)
     multi_grid: tuple[int, ...] | None = None  # ResNet block4 unit rates, e.g. [1, 2, 4] (v3)
     backbone_weights: str | None = None  # "imagenet": download published backbone weights
+    # Resize convention: False (torchvision's) makes multiples of the output stride exact, True
+    # (the TF reference's) sizes k*OS+1; inputs are padded to the next exact size either way.
+    align_corners: bool = False
     # DT-EdgeNet (Chen et al., CVPR 2016): an EdgeNet on the backbone features guides a domain
     # transform on the logits, trained end to end; its sigmas are refine.domain_transform's.
     domain_transform: bool = False

@@ -98,7 +98,8 @@ def _from_deeplabv3(tv_model: TorchvisionDeepLabV3) -> DeepLab:
     classifier = nn.Sequential(
         conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, num_classes, 1)
     )
-    model = DeepLab(net, aspp, classifier, num_classes=num_classes)
+    # torchvision runs its network on the input as it is; so does the converted model.
+    model = DeepLab(net, aspp, classifier, num_classes=num_classes, pad_input=False)
     state: dict[str, torch.Tensor] = {}
     for key, value in tv_model.state_dict().items():
         if key.startswith("backbone."):
@@ -122,6 +123,10 @@ def from_torchvision(tv_model: nn.Module) -> nn.Module:
       (without ``fc``), at the output stride its ``replace_stride_with_dilation`` gives.
 
     Changing the output stride afterwards (``set_output_stride``) keeps the weights.
+    The converted model keeps torchvision's unpadded forward (``pad_input=False``), so it equals
+    the original at every size; set ``model.pad_input = True`` for atrous's aligned forward
+    (inputs padded to a multiple of the output stride, see :mod:`atrous.models.align`), which
+    the weights' own training crops (480, a multiple of 8) were consistent with.
     """
     if isinstance(tv_model, TorchvisionDeepLabV3):
         return _from_deeplabv3(tv_model)

@@ -33,8 +33,11 @@ class DeepLabV3PlusDecoder(nn.Module):
             conv3x3(channels, channels, separable=separable),
         )
         self.out_channels = channels
+        self.align_corners = False  # the model's resize convention, set by DeepLab
 
     def forward(self, x: Tensor, low_level: Tensor) -> Tensor:
         low_level = self.reduce(low_level)
-        x = F.interpolate(x, size=low_level.shape[-2:], mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            x, size=low_level.shape[-2:], mode="bilinear", align_corners=self.align_corners
+        )
         return self.fuse(torch.cat([x, low_level], dim=1))

@@ -25,14 +25,23 @@ def summary(model: nn.Module, input_size: tuple[int, int, int] = (3, 513, 513)) 
     """Count parameters and the multiply-adds of one forward pass on a batch of one.
 
     Multiply-adds are those of convolutions and matrix products, as the papers count them
-    (MobileNetV2 paper, Table 7); torch's FlopCounterMode counts each as two FLOPs.
+    (MobileNetV2 paper, Table 7); torch's FlopCounterMode counts each as two FLOPs. The network
+    runs at exactly ``input_size`` (the aligned forward's padding is off), as the papers' counts
+    at 513 are; ``atrous.models.align.exact_size`` gives the size a prediction really runs at.
     """
     params = sum(p.numel() for p in model.parameters())
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    padded = [m for m in model.modules() if getattr(m, "pad_input", False)]
+    for m in padded:
+        m.pad_input = False
     counter = FlopCounterMode(display=False)
-    with counter:
-        model(torch.zeros(1, *input_size, device=device))
-    model.train(was_training)
+    try:
+        with counter:
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        for m in padded:
+            m.pad_input = True
+        model.train(was_training)
     return ModelSummary(params, counter.get_total_flops() // 2, tuple(input_size))

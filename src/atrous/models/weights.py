@@ -80,4 +80,5 @@ def torchvision_coco(backbone: str, num_classes: int, output_stride: int) -> nn.
         _fetch("torchvision", COCO_SOURCES[backbone], "COCO_WITH_VOC_LABELS_V1")
     )
     model.set_output_stride(output_stride)
+    model.pad_input = True  # atrous's aligned forward (torchvision trained on 480 crops, exact)
     return model

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..models.align import crop_to
 from ..models.deeplab import DeepLab
 from ._wrapper import RefinedModel
 
@@ -261,9 +262,13 @@ class DomainTransformDeepLab(RefinedModel):
         self.dt = dt
 
     def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2], x.shape[-1]
+        if getattr(self.model, "pad_input", False):  # the aligned forward (atrous.models.align)
+            x = self.model.pad(x)
         logits, features = self.model.forward_with_features(x)
         edges = self.edgenet(features, (x.shape[-2], x.shape[-1]))
-        return self.dt(logits, edges)
+        # The filter runs on the image only: the padding is cut off first.
+        return self.dt(crop_to(logits, height, width), crop_to(edges, height, width))
 
 
 def with_domain_transform(
