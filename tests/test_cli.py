@@ -186,3 +186,42 @@ def test_eval_protocol_options(tiny_checkpoint: Path, tiny_data: Path, tmp_path:
         )
         == 0
     )
+
+
+def test_data_check_without_split_files_scans_every_pair(tmp_path: Path, capsys):
+    from atrous.data import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "d", num_train=3, num_val=2, size_range=(20, 24))
+    for name in ("train.txt", "val.txt"):
+        (root / name).unlink()
+    assert main(["data", "check", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("5 image/mask pairs, 0 images without a mask") and "OK" in out
+    (root / "masks" / "val_0001.png").unlink()
+    assert main(["data", "check", "--root", str(root)]) == 1
+    assert "4 image/mask pairs, 1 images without a mask" in capsys.readouterr().out
+
+
+def test_predict_keeps_going_past_an_unreadable_image(
+    tiny_checkpoint: Path, tmp_path: Path, capsys
+):
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("a.jpg", "c.png"):
+        Image.fromarray(np.full((20, 24, 3), 120, np.uint8)).save(images / name)
+    (images / "b.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
+    out = tmp_path / "pred"
+    assert (
+        main(["predict", "--checkpoint", str(tiny_checkpoint), str(images), "--out", str(out)]) == 1
+    )
+    printed = capsys.readouterr()
+    assert printed.out.strip() == f"wrote 2 masks and overlays to {out}"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.png",
+        "a_overlay.jpg",
+        "c.png",
+        "c_overlay.jpg",
+    ]
+    report = printed.err[printed.err.index("atrous predict:") :].splitlines()  # after tqdm's bar
+    assert report[0] == "atrous predict: 1 image(s) not read:"
+    assert len(report) == 2 and report[1].startswith(f"  {images / 'b.jpg'}: unreadable image (")

@@ -83,7 +83,7 @@ def _crf_search(args: argparse.Namespace) -> None:
     print(f"all combinations written to {out}")
 
 
-def _predict(args: argparse.Namespace) -> None:
+def _predict(args: argparse.Namespace) -> int:
     from .inference import Predictor, find_images, predict_to_files
 
     refiners = list(_refiners(args).values())  # domain transform first, then the CRF
@@ -95,6 +95,12 @@ def _predict(args: argparse.Namespace) -> None:
     )
     written = predict_to_files(predictor, find_images(args.inputs), args.out)
     print(f"wrote {len(written)} masks and overlays to {args.out}")
+    if not written.failed:
+        return 0
+    print(f"atrous predict: {len(written.failed)} image(s) not read:", file=sys.stderr)
+    for path, reason in written.failed:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -339,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
     q.add_argument("--root", required=True, help="dataset root in its official layout")
-    q.add_argument("--split", default="train", help="split (default: train)")
+    q.add_argument("--split", default=None, help="split (default: every pair)")
     q.add_argument("--num-classes", type=int, help="folder datasets without classes.json")
     q.set_defaults(run=_data_check)
 

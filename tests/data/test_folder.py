@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from atrous.data import SegmentationFolder, read_mask, voc_colormap
+from atrous.data.folder import hold_out
 from atrous.errors import DataError
 
 
@@ -112,3 +114,108 @@ def test_split_errors(folder: Path):
 def test_classes_json_conflicts_with_num_classes(folder: Path):
     with pytest.raises(DataError, match="lists 3 classes"):
         SegmentationFolder(folder, "train", num_classes=5)
+
+
+def _plain_folder(root: Path, stems, size=(20, 20)) -> Path:
+    """images/ + masks/ with no split files, three classes."""
+    for stem in stems:
+        _write_pair(root, stem, size=size)
+    (root / "classes.json").write_text(json.dumps(["bg", "cat", "dog"]))
+    return root
+
+
+def _hash(stem: str) -> float:
+    return int(hashlib.sha1(stem.encode()).hexdigest(), 16) / 16**40
+
+
+def test_hold_out_without_split_files(tmp_path: Path):
+    stems = [f"IMG_{i:04d}" for i in range(50)]
+    root = _plain_folder(tmp_path, stems)
+    (root / "README.txt").write_text("Photos from the field trip.\n")  # not a split file
+    train, val = SegmentationFolder(root, "train"), SegmentationFolder(root, "val")
+    expected_val = [s for s in stems if _hash(s) < 0.1]
+    assert expected_val == ["IMG_0003", "IMG_0019", "IMG_0022", "IMG_0037", "IMG_0045", "IMG_0046"]
+    assert val.stems == expected_val
+    assert train.stems == [s for s in stems if s not in expected_val] and len(train) == 44
+    assert SegmentationFolder(root, "val").stems == val.stems  # deterministic
+    assert [p.stem for p, _ in val.samples] == val.stems
+    assert val.held_out == train.held_out.replace("train.txt", "val.txt")
+    assert train.held_out == (
+        f"no train.txt in {root}: held out 6 of 50 images as val "
+        "(val_fraction 0.1, by a hash of the file name), 44 as train"
+    )
+    assert len(SegmentationFolder(root)) == 50 and SegmentationFolder(root).held_out is None
+    quarter = SegmentationFolder(root, "val", val_fraction=0.25)
+    assert quarter.stems == [s for s in stems if _hash(s) < 0.25]
+    assert set(val.stems) <= set(quarter.stems)  # a larger share only adds stems
+
+
+def test_hold_out_is_stable_and_near_the_fraction():
+    stems = [f"IMG_{i:05d}" for i in range(2000)]
+    for fraction in (0.1, 0.25):
+        splits = hold_out(stems, fraction)
+        assert not set(splits["train"]) & set(splits["val"])
+        assert sorted(splits["train"] + splits["val"]) == stems
+        assert abs(len(splits["val"]) / 2000 - fraction) < 0.02
+        assert hold_out(stems[::-1], fraction) == splits  # order of the listing does not matter
+    assert len(hold_out(stems, 0.1)["val"]) == 222
+    more = hold_out([*stems, *(f"NEW_{i}" for i in range(100))], 0.1)
+    assert set(hold_out(stems, 0.1)["val"]) <= set(more["val"])  # new images move no old one
+
+
+def test_hold_out_in_tiny_folders(tmp_path: Path):
+    assert _hash("a") > 0.1 and _hash("c") > 0.1 and _hash("c") < _hash("a")
+    assert hold_out(["a", "c"], 0.1) == {"train": ["a"], "val": ["c"]}  # smallest hash -> val
+    assert hold_out(["a", "b", "c"], 0.99) == {"train": ["b"], "val": ["a", "c"]}  # train kept
+    assert hold_out(["a"], 0.5) == {"train": ["a"], "val": []}
+    root = _plain_folder(tmp_path / "two", ["a", "c"])
+    assert SegmentationFolder(root, "val").stems == ["c"]
+    assert SegmentationFolder(root, "train").stems == ["a"]
+    assert "held out 1 of 2 images as val" in SegmentationFolder(root, "val").held_out
+    one = _plain_folder(tmp_path / "one", ["a"])
+    assert SegmentationFolder(one, "train").stems == ["a"]
+    with pytest.raises(DataError, match=r"only 1 image; cannot hold out a 'val' split"):
+        SegmentationFolder(one, "val")
+    with pytest.raises(DataError, match=r"val_fraction=1.5: expected a share between 0 and 1"):
+        SegmentationFolder(one, "train", val_fraction=1.5)
+
+
+def test_split_files_win_over_the_hold_out(folder: Path):
+    train = SegmentationFolder(folder, "train")
+    assert train.stems == ["a", "b"] and train.held_out is None
+    assert SegmentationFolder(folder, "val").stems == ["c"]
+    (folder / "val.txt").unlink()  # train.txt alone: no hold-out, "val" is an error
+    with pytest.raises(DataError, match=r"val\.txt: split file .* split files here: train\.txt"):
+        SegmentationFolder(folder, "val")
+
+
+def test_unknown_split_without_its_file(tmp_path: Path):
+    root = _plain_folder(tmp_path, ["a", "b", "c"])
+    with pytest.raises(DataError, match=r"test\.txt: split file for split 'test' not found"):
+        SegmentationFolder(root, "test")
+
+
+def test_mmseg_layout(tmp_path: Path):
+    for split, stems in (("train", ["a", "b"]), ("val", ["c"])):
+        for stem in stems:
+            _write_pair(tmp_path / "tmp", stem, size=(20, 24))
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "masks" / split).mkdir(parents=True)
+        for stem in stems:
+            shutil.move(tmp_path / "tmp" / "images" / f"{stem}.png", tmp_path / "images" / split)
+            shutil.move(tmp_path / "tmp" / "masks" / f"{stem}.png", tmp_path / "masks" / split)
+    train = SegmentationFolder(tmp_path, "train", num_classes=3)
+    assert train.stems == ["a", "b"] and train.held_out is None
+    assert train.samples[1] == (
+        tmp_path / "images" / "train" / "b.png",
+        tmp_path / "masks" / "train" / "b.png",
+    )
+    assert train[0][0].shape == (3, 20, 24)
+    val = SegmentationFolder(tmp_path, "val", num_classes=3)
+    assert val.stems == ["c"] and val[0][1].shape == (20, 24)
+    assert SegmentationFolder(tmp_path, num_classes=3).stems == ["a", "b", "c"]  # every pair
+    with pytest.raises(DataError, match=r"images/test: no folder for split 'test' \(split folders"):
+        SegmentationFolder(tmp_path, "test", num_classes=3)
+    (tmp_path / "masks" / "val" / "c.png").unlink()
+    with pytest.raises(DataError, match=r"val/c\.png"):
+        SegmentationFolder(tmp_path, "val", num_classes=3)

@@ -1,16 +1,24 @@
 """A segmentation dataset read from a folder: ``images/`` + ``masks/`` with matching stems.
 
-Layout::
+Layouts::
 
-    root/
+    root/                                   flat
       images/<stem>.jpg|.jpeg|.png
       masks/<stem>.png          class ids per pixel (palette PNGs are read by index), 255 = ignore
       train.txt, val.txt, ...   optional split files: one stem per line
       classes.json              optional: ["background", ...] or {"classes": [...], "palette": ...}
+
+    root/                                   split folders (mmsegmentation style)
+      images/<split>/<stem>.jpg|.jpeg|.png
+      masks/<split>/<stem>.png
+
+A flat folder without any split file still has splits "train" and "val": a fixed share of the
+stems (``val_fraction``, chosen by a hash of the file name) is held out as "val".
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +31,14 @@ from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, pair_files, rea
 from .info import DatasetInfo
 from .palette import voc_colormap
 
-__all__ = ["SegmentationFolder", "check_labels", "load_info", "read_image", "read_mask"]
+__all__ = [
+    "SegmentationFolder",
+    "check_labels",
+    "hold_out",
+    "load_info",
+    "read_image",
+    "read_mask",
+]
 
 
 def load_info(root: str | Path, num_classes: int | None = None) -> DatasetInfo:
@@ -56,28 +71,132 @@ def load_info(root: str | Path, num_classes: int | None = None) -> DatasetInfo:
     return DatasetInfo(classes=tuple(f"class_{i}" for i in range(num_classes)))
 
 
-def _split_stems(root: Path, split: str | None, images: dict[str, Path]) -> list[str]:
+def _images_in(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _split_folders(image_dir: Path) -> list[str]:
+    """Sub-folders of ``images/`` that hold images: the splits of the mmseg-style layout."""
+    return [
+        d.name
+        for d in sorted(image_dir.iterdir())
+        if d.is_dir() and not d.name.startswith(".") and _images_in(d)
+    ]
+
+
+def _split_files(root: Path, images: dict[str, Path]) -> list[str]:
+    """``*.txt`` files in ``root`` whose first line is an image stem (not a README)."""
+    found = []
+    for path in sorted(root.glob("*.txt")):
+        try:
+            first = next(line.strip() for line in path.read_text().splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError, StopIteration):
+            continue
+        if first in images:
+            found.append(path.name)
+    return found
+
+
+def _stem_hash(stem: str) -> float:
+    """A number in [0, 1) fixed by the stem; Python's ``hash`` of a str changes every run."""
+    return int(hashlib.sha1(stem.encode()).hexdigest(), 16) / 16**40
+
+
+def hold_out(stems: list[str], val_fraction: float) -> dict[str, list[str]]:
+    """Split ``stems`` into ``{"train": [...], "val": [...]}`` without a split file.
+
+    A stem is "val" when its hash is below ``val_fraction``, so adding images moves none of the
+    others. With 2+ stems, val gets at least one (the smallest hash) and train keeps one.
+    """
+    ranked = sorted(stems, key=_stem_hash)
+    val = [s for s in ranked if _stem_hash(s) < val_fraction]
+    if not val and len(ranked) >= 2:
+        val = ranked[:1]
+    if val and len(val) == len(ranked):
+        val = val[:-1]
+    chosen = set(val)
+    return {"train": sorted(s for s in stems if s not in chosen), "val": sorted(chosen)}
+
+
+def _split_stems(
+    root: Path, split: str | None, images: dict[str, Path], val_fraction: float, folders: list[str]
+) -> tuple[list[str], str | None]:
+    """The stems of ``split`` in a flat folder, and the hold-out message if one was made."""
     if split is None:
-        return sorted(images)
+        return sorted(images), None
     split_file = root / f"{split}.txt"
-    if not split_file.is_file():
-        raise DataError(f"{split_file}: split file for split {split!r} not found")
-    stems = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-    missing = [s for s in stems if s not in images]
-    if missing:
-        raise DataError(
-            f"{split_file}: {len(missing)} listed images not found in {root / 'images'} "
-            f"(first: {missing[0]!r})"
+    if split_file.is_file():
+        stems = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        missing = [s for s in stems if s not in images]
+        if missing:
+            raise DataError(
+                f"{split_file}: {len(missing)} listed images not found in {root / 'images'} "
+                f"(first: {missing[0]!r})"
+            )
+        return stems, None
+    others = _split_files(root, images)
+    if split in ("train", "val") and not others and not folders:
+        splits = hold_out(list(images), val_fraction)
+        if not splits[split]:
+            raise DataError(
+                f"{root}: only {len(images)} image; cannot hold out a {split!r} split "
+                f"(add images or write {split_file.name})"
+            )
+        held = len(splits["val"])
+        message = (
+            f"no {split_file.name} in {root}: held out {held} of {len(images)} images as val "
+            f"(val_fraction {val_fraction:g}, by a hash of the file name), "
+            f"{len(images) - held} as train"
         )
-    return stems
+        return splits[split], message
+    hint = ""
+    if others:
+        hint = f"; split files here: {', '.join(others)}"
+        if split in ("train", "val"):
+            hint += f" (write {split_file.name} too, or remove them to hold out val)"
+    if folders:
+        hint += f"; split folders in images/: {', '.join(folders)}"
+    raise DataError(f"{split_file}: split file for split {split!r} not found{hint}")
+
+
+def _find_pairs(
+    root: Path, split: str | None, val_fraction: float
+) -> tuple[list[tuple[Path, Path]], str | None]:
+    """``(image, expected mask)`` candidates of ``split`` in either layout, and the hold-out
+    message when "train"/"val" were made without split files."""
+    image_dir, mask_dir = root / "images", root / "masks"
+    if not image_dir.is_dir():
+        raise DataError(f"{root}: no images/ folder; expected images/ and masks/")
+    folders, images = _split_folders(image_dir), _images_in(image_dir)
+    if split in folders:  # images/<split>/ + masks/<split>/
+        found = _images_in(image_dir / split)
+        return [(found[s], mask_dir / split / f"{s}.png") for s in sorted(found)], None
+    if folders and not images:
+        if split is not None:
+            raise DataError(
+                f"{image_dir / split}: no folder for split {split!r} "
+                f"(split folders: {', '.join(folders)})"
+            )
+        return [  # every pair of every split folder
+            (path, mask_dir / name / f"{stem}.png")
+            for name in folders
+            for stem, path in _images_in(image_dir / name).items()
+        ], None
+    if not images:
+        raise DataError(f"{image_dir}: empty data folder (no .jpg or .png images)")
+    stems, held_out = _split_stems(root, split, images, val_fraction, folders)
+    return [(images[s], mask_dir / f"{s}.png") for s in stems], held_out
 
 
 class SegmentationFolder(PairedDataset):
-    """(image, mask) pairs from a folder; see the module docstring for the layout.
+    """(image, mask) pairs from a folder; see the module docstring for the layouts.
 
-    Pairing is checked up front; sizes and label values when an item is read, so that a bad
-    file is named when training meets it. ``strict=False`` lists images without a mask in
-    ``missing`` instead of raising (``atrous data check`` uses it).
+    ``split`` names a split file (``train`` reads ``train.txt``) or a sub-folder of
+    ``images/``; None means every pair. Without any split file, "train" and "val" are a
+    hold-out of ``val_fraction`` of the images, described in ``held_out`` (None otherwise) so
+    that callers can say so. Pairing is checked up front; sizes and label values when an item
+    is read, so that a bad file is named when training meets it. ``strict=False`` lists images
+    without a mask in ``missing`` instead of raising (``atrous data check`` uses it).
     """
 
     def __init__(
@@ -88,22 +207,18 @@ class SegmentationFolder(PairedDataset):
         num_classes: int | None = None,
         transforms: Callable[..., Any] | None = None,
         strict: bool = True,
+        val_fraction: float = 0.1,
     ) -> None:
+        if not 0 < val_fraction < 1:
+            raise DataError(f"val_fraction={val_fraction}: expected a share between 0 and 1")
         self.root = Path(root)
         self.split = split
-        image_dir, mask_dir = self.root / "images", self.root / "masks"
-        if not image_dir.is_dir():
-            raise DataError(f"{self.root}: no images/ folder; expected images/ and masks/")
-        images = {
-            p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-        }
-        if not images:
-            raise DataError(f"{image_dir}: empty data folder (no .jpg or .png images)")
+        candidates, self.held_out = _find_pairs(self.root, split, val_fraction)
         info = load_info(self.root, num_classes)
-        self.stems = _split_stems(self.root, split, images)
-        if not self.stems:
+        if not candidates:
             raise DataError(f"{self.root}: split {split!r} is empty")
-        samples, missing = pair_files((images[s], mask_dir / f"{s}.png") for s in self.stems)
+        self.stems = [image.stem for image, _ in candidates]
+        samples, missing = pair_files(candidates)
         super().__init__(
             samples, info, transforms=transforms, missing=missing, strict=strict, where=self.root
         )

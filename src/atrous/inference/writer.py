@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,20 +56,47 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
     return paths
 
 
+@dataclass
+class WrittenFiles:
+    """What :func:`predict_to_files` did: ``(mask, overlay)`` paths per image written, and
+    ``(image, reason)`` per image it could not read. Iterates, indexes and counts like the
+    written pairs."""
+
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[tuple[Path, Path]]:
+        return iter(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[Path, Path]:
+        return self.pairs[index]
+
+
 def predict_to_files(
     predictor: Predictor, paths: list[Path], out_dir: str | Path, *, progress: bool = True
-) -> list[tuple[Path, Path]]:
-    """Predict each image file and write its palette PNG and overlay into ``out_dir``."""
-    written = []
+) -> WrittenFiles:
+    """Predict each image file and write its palette PNG and overlay into ``out_dir``.
+
+    An unreadable image does not stop the others: it is listed in ``failed`` with the reason.
+    """
+    result = WrittenFiles()
     for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
-        image = to_image_tensor(path)
+        try:
+            image = to_image_tensor(path)
+        except DataError as err:
+            reason = str(err)
+            result.failed.append((path, reason.removeprefix(f"{path}: ")))
+            continue
         labels = predictor.predict(image)
-        written.append(
+        result.pairs.append(
             save_prediction(
                 labels, image.permute(1, 2, 0).numpy(), out_dir, path.stem, predictor.info
             )
         )
-    return written
+    return result
 
 
 def comparison_grid(
