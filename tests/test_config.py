@@ -70,13 +70,25 @@ def test_recipes_load_and_the_demo_recipe_matches_the_demo():
     assert shipped == demo_config("atrous-demo")
 
 
-def test_model_options_a_builder_lacks_must_stay_default():
+def test_model_options_are_the_builders_keyword_arguments(tmp_path):
     cfg = load_config(None, ["model.name=mobile_deeplabv3"])
-    assert "atrous_rates" not in cfg.model.builder_kwargs()  # default: silently not passed
-    cfg = load_config(None, ["model.name=mobile_deeplabv3", "model.channels=64"])
-    with pytest.raises(ConfigError, match="model.channels = 64: builder 'mobile_deeplabv3'"):
-        cfg.model.builder_kwargs()
+    assert cfg.model.builder_kwargs() == {}  # every option at the builder's default
+    with pytest.raises(ConfigError, match="--set model.channels=64: unknown key 'model.channels'"):
+        load_config(None, ["model.name=mobile_deeplabv3", "model.channels=64"])
     cfg = load_config(
         None, ["model.name=deeplabv3", "model.backbone=resnet50", "model.multi_grid=[1, 2, 4]"]
     )
     assert cfg.model.builder_kwargs()["multi_grid"] == (1, 2, 4)
+    # Options ModelConfig never listed are reachable now, type-checked from the builder.
+    cfg = load_config(None, ["model.name=deeplabv3", "model.extra_blocks=2"])
+    assert cfg.model.extra_blocks == 2 and cfg.model.backbone == "resnet101"
+    cfg = load_config(None, ["model.separable=false"])
+    assert cfg.model.builder_kwargs() == {"separable": False}
+    with pytest.raises(ConfigError, match="model.extra_blocks = 'two' is not a valid int"):
+        load_config(None, ["model.name=deeplabv3", "model.extra_blocks=two"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  name: deeplabv3plus\n  blocks: 3\n")
+    with pytest.raises(ConfigError, match=f"{recipe}: unknown key 'model.blocks'"):
+        load_config(recipe)
+    with pytest.raises(ConfigError, match="model.num_classes comes from the data set"):
+        load_config(None, ["model.num_classes=3"])

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .models.spec import ModelSpec
 
 FORMAT = "atrous-checkpoint/1"
 
@@ -74,24 +75,12 @@ def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], path: s
     model.load_state_dict(weights)
 
 
-def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """The model a ``model_spec`` describes: ``build_model(name, **kwargs)``, wrapped as
-    DT-EdgeNet when the spec has ``domain_transform`` settings and with a dense CRF layer
-    (CRF-as-RNN) when it has ``dense_crf`` settings."""
-    from .models import build_model
-
-    model: nn.Module = build_model(spec["name"], **spec["kwargs"])
-    if spec.get("domain_transform"):
-        from .refine import with_domain_transform
-
-        model = with_domain_transform(model, **spec["domain_transform"])  # type: ignore[arg-type]
-    if spec.get("dense_crf"):
-        from .refine import CRFParams, with_dense_crf
-
-        options = dict(spec["dense_crf"])
-        mean, std = options.pop("mean"), options.pop("std")
-        model = with_dense_crf(model, mean=mean, std=std, params=CRFParams(**options))
-    return model
+def build_from_spec(spec: ModelSpec | dict[str, Any]) -> nn.Module:
+    """The model a checkpoint's ``model_spec`` describes (a :class:`ModelSpec` or its dict, old
+    checkpoints' dicts included), without downloading published weights."""
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec.from_dict(spec)
+    return spec.without_downloads().build()
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

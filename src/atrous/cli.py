@@ -129,7 +129,10 @@ def _data_check(args: argparse.Namespace) -> int:
     from .data.check import check_dataset
 
     options = {"num_classes": args.num_classes} if args.num_classes else {}
-    dataset = build_dataset(args.dataset, args.root, args.split, strict=False, **options)
+    split = args.split
+    if split is None and args.dataset != "folder":  # official layouts are read split by split
+        split = "train"
+    dataset = build_dataset(args.dataset, args.root, split, strict=False, **options)
     report = check_dataset(dataset)
     print(report.format())
     return 0 if report.ok else 1

@@ -8,6 +8,7 @@ framework: the recipes are flat dataclasses and the errors must name the recipe 
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import types
@@ -20,9 +21,11 @@ import yaml
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError
-from .refine.crf import CRFParams
-from .refine.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
-from .refine.domain_transform import ITERATIONS as DT_ITERATIONS
+from .models import MODELS
+from .models.crf_as_rnn import CRFParams
+from .models.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
+from .models.domain_transform import ITERATIONS as DT_ITERATIONS
+from .models.spec import ModelSpec, builder_parameters
 
 
 @dataclass
@@ -34,6 +37,9 @@ class DataConfig:
     train_split: str = "train"
     val_split: str | None = "val"
     num_classes: int | None = None  # folder only; None: from the folder's classes.json
+    # folder without a val.txt: hold out this share of the images as val (by a hash of the
+    # file name, so the split is the same every run)
+    val_fraction: float = 0.1
     crop_size: int = 513
     scale_range: tuple[float, float] = (0.5, 2.0)
     scale_step: float = 0.25
@@ -43,46 +49,83 @@ class DataConfig:
     num_workers: int = 2
 
 
-@dataclass
+@dataclass(init=False)
 class ModelConfig:
-    """A builder from :data:`atrous.models.MODELS` and its keyword arguments."""
+    """A builder from :data:`atrous.models.MODELS`, its keyword arguments and the wrappers
+    around it. In a recipe every key of ``model:`` but ``name`` and the wrapper switches is a
+    keyword argument of the builder (``backbone``, ``output_stride``, ``extra_blocks``, ...),
+    checked against its signature and type hints; options left out keep the builder's
+    defaults. ``ModelConfig(name="deeplabv3", backbone="resnet50")`` and
+    ``cfg.model.backbone`` read the same way."""
 
     name: str = "deeplabv3plus"
-    backbone: str = "mobilenetv2"
-    output_stride: int = 16
-    width_mult: float = 1.0
-    channels: int = 256
-    atrous_rates: tuple[int, int, int] = (6, 12, 18)  # ASPP rates at OS16 (v3 paper)
-    multi_grid: tuple[int, ...] | None = None  # ResNet block4 unit rates, e.g. [1, 2, 4] (v3)
-    backbone_weights: str | None = None  # "imagenet": download published backbone weights
-    # Resize convention: False (torchvision's) makes multiples of the output stride exact, True
-    # (the TF reference's) sizes k*OS+1; inputs are padded to the next exact size either way.
-    align_corners: bool = False
     # DT-EdgeNet (Chen et al., CVPR 2016): an EdgeNet on the backbone features guides a domain
     # transform on the logits, trained end to end; its sigmas are refine.domain_transform's.
     domain_transform: bool = False
     # CRF-as-RNN (Zheng et al., 2015): a learnable dense CRF layer on the logits, trained end
     # to end; its kernel widths and starting weights are refine.crf's.
     dense_crf: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # the builder's keyword arguments
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def __init__(
+        self,
+        name: str = "deeplabv3plus",
+        domain_transform: bool = False,
+        dense_crf: bool = False,
+        options: dict[str, Any] | None = None,
+        sources: dict[str, str] | None = None,
+        **builder_options: Any,
+    ) -> None:
+        self.name, self.domain_transform, self.dense_crf = name, domain_transform, dense_crf
+        self.options = {**(options or {}), **builder_options}
+        self.sources = dict(sources or {})
+
+    def __getattr__(self, key: str) -> Any:
+        """A builder option: the recipe's value, else the builder's default."""
+        if key.startswith("_") or key in ("name", "options", "sources"):
+            raise AttributeError(key)
+        if key in self.options:
+            return self.options[key]
+        parameter = builder_parameters(self.name).get(key)
+        if parameter is None or parameter.default is inspect.Parameter.empty:
+            raise AttributeError(f"builder {self.name!r} has no option {key!r}")
+        return parameter.default
 
     def builder_kwargs(self) -> dict[str, Any]:
-        """The options builder ``name`` takes. One it does not take must stay at its default,
-        else it is an error naming the key (so a recipe never sets a value that is ignored)."""
-        from .models import MODELS
+        """The builder's keyword arguments the recipe sets (the rest keep their defaults)."""
+        return dict(self.options)
 
-        accepted = inspect.signature(MODELS[self.name]).parameters if self.name in MODELS else None
-        kwargs = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("name", "domain_transform", "dense_crf"):  # not builder options
-                continue
-            if accepted is None or f.name in accepted:
-                kwargs[f.name] = value
-            elif value != f.default:
-                raise ConfigError(
-                    f"model.{f.name} = {value!r}: builder {self.name!r} has no such option"
-                )
-        return kwargs
+    def resolved(self) -> dict[str, Any]:
+        """Every builder option: the recipe's values over the builder's defaults."""
+        defaults = {
+            k: p.default
+            for k, p in builder_parameters(self.name).items()
+            if p.default is not inspect.Parameter.empty and k != "num_classes"
+        }
+        return {**defaults, **{k: _plain_tuple(v) for k, v in self.options.items()}}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when they build the same model (an option at its default = left out)."""
+        if not isinstance(other, ModelConfig):
+            return NotImplemented
+        same = (self.name, self.domain_transform, self.dense_crf)
+        if same != (other.name, other.domain_transform, other.dense_crf):
+            return False
+        return self.resolved() == other.resolved()
+
+
+# What ModelConfig's fields were before recipes took any builder option: checkpoints of that
+# time store all of them, also for builders that do not take some (at these values).
+_LEGACY_MODEL_DEFAULTS: dict[str, Any] = {
+    "backbone": "mobilenetv2",
+    "output_stride": 16,
+    "width_mult": 1.0,
+    "channels": 256,
+    "atrous_rates": (6, 12, 18),
+    "multi_grid": None,
+    "backbone_weights": None,
+}
 
 
 @dataclass
@@ -157,6 +200,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key, source)
     sequence = isinstance(value, (list, tuple))
+    if origin in (collections.abc.Sequence, list) and sequence:  # Sequence[T] / list[T]
+        return tuple(_coerce(v, args[0], key, source) for v in value) if args else tuple(value)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis and sequence:  # tuple[T, ...]
         return tuple(_coerce(v, args[0], key, source) for v in value)
     if origin is tuple and isinstance(value, (list, tuple)) and len(value) == len(args):
@@ -183,9 +228,13 @@ def _hint_name(hint: Any) -> str:
 
 def _update(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
     hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
+    names = [f.name for f in dataclasses.fields(obj) if f.name not in ("options", "sources")]
     for key, value in values.items():
         path = f"{prefix}{key}"
+        if isinstance(obj, ModelConfig) and key not in names:  # a builder option
+            obj.options[key] = value
+            obj.sources[key] = source
+            continue
         if key not in names:
             raise ConfigError(
                 f"{source}: unknown key {path!r}; valid keys here: {', '.join(names)}"
@@ -197,6 +246,55 @@ def _update(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
             _update(current, value, f"{path}.", source)
         else:
             setattr(obj, key, _coerce(value, hints[key], path, source))
+
+
+def check_model_options(model: ModelConfig, *, legacy: bool = False) -> None:
+    """Check every builder option of ``model`` against builder ``name``'s signature and type
+    hints (values coerced in place), naming the key and where it was set. ``legacy`` drops
+    options the builder does not take that sit at the old fixed-field defaults (configs stored
+    in older checkpoints)."""
+    try:
+        accepted = builder_parameters(model.name)
+    except ConfigError as err:
+        raise ConfigError(f"model.name: {err}") from None
+    hints = typing.get_type_hints(MODELS[model.name])
+    for key in list(model.options):
+        source = model.sources.get(key, "config")
+        value = model.options[key]
+        if key not in accepted:
+            if legacy and _LEGACY_MODEL_DEFAULTS.get(key, object()) == _plain_tuple(value):
+                del model.options[key]
+                continue
+            raise ConfigError(
+                f"{source}: unknown key 'model.{key}' for builder {model.name!r}; its options: "
+                + ", ".join(k for k in accepted if k != "num_classes")
+            )
+        if key == "num_classes":
+            raise ConfigError(
+                f"{source}: model.num_classes comes from the data set (data.num_classes for a "
+                "folder without classes.json)"
+            )
+        if key in hints:
+            model.options[key] = _coerce(value, hints[key], f"model.{key}", source)
+
+
+def _plain_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def model_spec(cfg: Config, num_classes: int) -> ModelSpec:
+    """The :class:`~atrous.models.ModelSpec` a recipe trains: its builder options with the data
+    set's ``num_classes``, and the wrappers it switches on with their ``refine:`` settings."""
+    wrappers: list[tuple[str, dict[str, Any]]] = []
+    if cfg.model.domain_transform:
+        wrappers.append(("domain_transform", dataclasses.asdict(cfg.refine.domain_transform)))
+    if cfg.model.dense_crf:
+        crf = dataclasses.asdict(cfg.refine.crf.params())
+        wrappers.append(
+            ("dense_crf", {**crf, "mean": list(cfg.data.mean), "std": list(cfg.data.std)})
+        )
+    kwargs = {**cfg.model.builder_kwargs(), "num_classes": num_classes}
+    return ModelSpec(cfg.model.name, kwargs, tuple(wrappers))
 
 
 def load_config(
@@ -229,6 +327,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
         for part in reversed(key.strip().split(".")):
             nested = {part: nested}
         _update(cfg, nested, "", f"--set {item}")
+    check_model_options(cfg.model)
     return cfg
 
 
@@ -238,13 +337,18 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
-        return list(v) if isinstance(v, tuple) else v
+        return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
 
-    return plain(dataclasses.asdict(cfg))
+    out = plain(dataclasses.asdict(cfg))
+    model = out["model"]
+    del model["sources"]
+    model.update(model.pop("options"))  # builder options sit beside name in a recipe
+    return out
 
 
 def from_dict(values: dict[str, Any], source: str = "checkpoint") -> Config:
     """Rebuild a :class:`Config` from :func:`to_dict`'s output, with the same checks."""
     cfg = Config()
     _update(cfg, values, "", source)
+    check_model_options(cfg.model, legacy=True)
     return cfg

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from atrous.evaluation import crf_grid_search
 from atrous.refine import (
     CRFParams,
     DenseCRF,
     PermutohedralLattice,
-    crf_grid_search,
     dense_crf,
     reference_available,
 )

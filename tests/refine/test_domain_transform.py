@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from atrous.models import deeplabv3plus
-from atrous.refine.domain_transform import (
+from atrous.refine import (
     DomainTransform,
     DomainTransformDeepLab,
     EdgeNet,

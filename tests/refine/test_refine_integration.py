@@ -18,6 +18,7 @@ from atrous.cli import main
 from atrous.config import load_config
 from atrous.data import read_image
 from atrous.models import deeplabv3plus
+from atrous.models.spec import ModelSpec
 from atrous.refine import DomainTransformDeepLab, dense_crf, with_domain_transform
 from atrous.training.loop import _param_groups
 
@@ -179,7 +180,7 @@ def test_dt_edgenet_trains_from_a_recipe(tiny_data: Path, tmp_path: Path) -> Non
     model, state = load_model(result["checkpoint"])
     assert isinstance(model, DomainTransformDeepLab)
     assert model.dt.sigma_s == 20.0
-    assert state["model_spec"]["domain_transform"]["sigma_s"] == 20.0
+    assert ModelSpec.from_dict(state["model_spec"]).wrapper("domain_transform")["sigma_s"] == 20.0
     labels = Predictor.from_checkpoint(result["checkpoint"]).predict(val_images(tiny_data)[0])
     assert labels.ndim == 2
 
@@ -216,7 +217,9 @@ def test_crf_as_rnn_trains_from_a_recipe(tiny_data: Path, tmp_path: Path) -> Non
     result = train(cfg, progress=False)
     model, state = load_model(result["checkpoint"])
     assert isinstance(model, CRFDeepLab) and model.crf.params.iterations == 2
-    assert state["model_spec"]["dense_crf"]["mean"] == list(cfg.data.mean)
+    assert ModelSpec.from_dict(state["model_spec"]).wrapper("dense_crf")["mean"] == list(
+        cfg.data.mean
+    )
     # the kernel weights were trained (they started at the recipe's values)
     assert model.crf.w_appearance.item() != cfg.refine.crf.w_appearance
     labels = Predictor.from_checkpoint(result["checkpoint"]).predict(val_images(tiny_data)[0])

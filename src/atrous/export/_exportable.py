@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import AtrousError
+from ..models.crf_as_rnn import DenseCRF
+from ..models.domain_transform import DomainTransform
 
 
 def check_exportable(model: nn.Module) -> None:
@@ -12,8 +14,6 @@ def check_exportable(model: nn.Module) -> None:
     loop over pixels inside an autograd Function, which tracing records wrongly (checked: the
     ONNX graph disagreed with eager by 8 logits); the dense CRF builds a lattice with sparse
     tensors and data-dependent sizes, which neither exporter supports."""
-    from ..refine.crf import DenseCRF
-    from ..refine.domain_transform import DomainTransform
 
     for module in model.modules():
         if isinstance(module, (DomainTransform, DenseCRF)):

@@ -14,6 +14,9 @@ from .layers import conv3x3, conv_bn_relu, set_dilation
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 """Atrous rates of the three 3x3 branches per output stride (v3 paper, Sec. 3.3)."""
 
+TORCHVISION_ASPP_DROPOUT = 0.5
+"""torchvision's ASPP drops 50% after its projection (the TF reference keeps 90%)."""
+
 
 def rates_for(output_stride: int, rates_at_os16: Sequence[int] = ASPP_RATES[16]) -> tuple[int, ...]:
     """Scale rates given for OS16 to ``output_stride`` (doubled at OS8, halved at OS32)."""

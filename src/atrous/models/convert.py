@@ -14,13 +14,10 @@ from torchvision.models import ResNet as TorchvisionResNet
 from torchvision.models.resnet import Bottleneck
 from torchvision.models.segmentation import DeepLabV3 as TorchvisionDeepLabV3
 
-from .aspp import ASPP, rates_for
+from .aspp import ASPP, TORCHVISION_ASPP_DROPOUT, rates_for
 from .backbones.resnet import ResNet
-from .deeplab import DeepLab
 from .layers import conv_bn_relu
-
-TORCHVISION_ASPP_DROPOUT = 0.5
-"""torchvision's ASPP drops 50% after its projection (the TF reference keeps 90%)."""
+from .network import DeepLab
 
 
 def _resnet_layout(model: nn.Module, where: str) -> tuple[tuple[int, ...], int]:

@@ -1,19 +1,19 @@
-"""The DeepLab model (backbone -> head -> optional decoder -> logits) and its builders."""
+"""The DeepLab builders: typed, keyword-only functions returning a :class:`DeepLab`."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
 
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 
-from .align import crop_to, pad_to_exact
-from .aspp import ASPP, ASPP_RATES, ASPPv2
+from .aspp import ASPP, ASPP_RATES, TORCHVISION_ASPP_DROPOUT, ASPPv2
 from .backbones import VGG16, MobileNetV2, resnet50, resnet101, xception41, xception65, xception71
 from .backbones._stride import check_output_stride
 from .decoders import DeepLabV3PlusDecoder
 from .largefov import LargeFOV
+from .layers import conv_bn_relu
+from .network import DeepLab
 from .weights import load_backbone_weights, torchvision_coco
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -25,92 +25,6 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "xception65": xception65,
     "xception71": xception71,
 }
-
-
-class DeepLab(nn.Module):
-    """``[N,3,H,W]`` image -> ``[N,num_classes,H,W]`` logits, bilinearly upsampled to the input.
-
-    ``head`` maps the backbone's ``"out"`` features to features (ASPP) or straight to logits
-    (v1 LargeFOV, v2 ASPP); ``decoder`` (v3+) fuses the ``"os4"`` features; ``classifier``
-    maps to class logits (``nn.Identity`` when the head already gives them).
-
-    ``forward`` is aligned (:mod:`.align`): it pads the input to the next exact size for the
-    model's output stride and ``align_corners`` convention (multiples of the stride for
-    ``align_corners=False``, ``k*stride + 1`` for ``True``), so every feature pixel sits at the
-    same place in the image at every size, and crops the logits back. ``pad_input=False``
-    runs the network on the input as it is (torchvision's behaviour, kept by
-    :func:`~atrous.models.from_torchvision` so converted models equal their originals).
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Module,
-        classifier: nn.Module,
-        decoder: nn.Module | None = None,
-        *,
-        num_classes: int,
-        align_corners: bool = False,
-        pad_input: bool = True,
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.decoder = decoder
-        self.classifier = classifier
-        self.num_classes = num_classes
-        self.align_corners = align_corners
-        self.pad_input = pad_input
-
-    @property
-    def align_corners(self) -> bool:
-        """The resize convention of every upsampling in the model (``False``: torchvision's;
-        ``True``: the TF reference's); it decides which input sizes are exact."""
-        return self._align_corners
-
-    @align_corners.setter
-    def align_corners(self, value: bool) -> None:
-        self._align_corners = bool(value)
-        if self.decoder is not None and hasattr(self.decoder, "align_corners"):
-            self.decoder.align_corners = self._align_corners
-
-    @property
-    def output_stride(self) -> int:
-        return self.backbone.output_stride
-
-    def set_output_stride(self, output_stride: int) -> None:
-        """Evaluate at another output stride with the same weights (v3 paper, Sec. 4.1):
-        backbone strides become atrous rates and ASPP rates scale with them."""
-        check_output_stride(output_stride)
-        self.backbone.set_output_stride(output_stride)
-        if hasattr(self.head, "set_output_stride"):
-            self.head.set_output_stride(output_stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.pad_input:
-            return self.forward_with_features(x)[0]
-        height, width = x.shape[-2], x.shape[-1]
-        return crop_to(self.forward_with_features(self.pad(x))[0], height, width)
-
-    def pad(self, x: Tensor) -> Tensor:
-        """``x`` padded (bottom/right, 0 = the mean pixel) to this model's next exact size."""
-        return pad_to_exact(x, self.output_stride, align_corners=self.align_corners)
-
-    def forward_with_features(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits at input size and the backbone's features dict, for heads that tap the
-        backbone too (DT-EdgeNet's edge branch, ``atrous.refine.domain_transform``).
-
-        This is the network itself, without :meth:`pad`: give it inputs of an exact size (or
-        accept the drift described in :mod:`.align`)."""
-        features = self.backbone(x)
-        y = self.head(features["out"])
-        if self.decoder is not None:
-            y = self.decoder(y, features["os4"])
-        logits = self.classifier(y)
-        logits = F.interpolate(
-            logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners
-        )
-        return logits, features
 
 
 def _backbone(
@@ -191,7 +105,7 @@ def deeplabv3(
     *,
     backbone: str = "resnet101",
     num_classes: int = 21,
-    output_stride: int = 16,
+    output_stride: int | None = None,
     multi_grid: Sequence[int] | None = None,
     extra_blocks: int = 0,
     width_mult: float = 1.0,
@@ -199,25 +113,36 @@ def deeplabv3(
     atrous_rates: Sequence[int] = ASPP_RATES[16],
     backbone_weights: str | None = None,
     weights: str | None = None,
+    torchvision_head: bool = False,
     align_corners: bool = False,
 ) -> DeepLab:
     """DeepLabv3 (Chen et al., 2017): backbone + ASPP (plain 3x3 convs) + 1x1 classifier.
 
-    ``multi_grid`` multiplies the rates of block4's units (Sec. 3.2; the paper's best is
-    (1, 2, 4)); ``extra_blocks`` cascades copies of block4 (Sec. 3.2, "going deeper"); both
-    are ResNet options. ``atrous_rates`` are the ASPP rates at OS16 (Sec. 3.3), ``channels`` the
-    ASPP width (256 in the paper). No decoder: logits come from OS-``output_stride`` features.
+    ``output_stride`` is 16 by default (8 with ``weights="torchvision-coco"``). ``multi_grid``
+    multiplies the rates of block4's units (Sec. 3.2; the paper's best is (1, 2, 4));
+    ``extra_blocks`` cascades copies of block4 (Sec. 3.2, "going deeper"); both are ResNet
+    options. ``atrous_rates`` are the ASPP rates at OS16 (Sec. 3.3), ``channels`` the ASPP width
+    (256 in the paper). No decoder: logits come from OS-``output_stride`` features.
 
     ``backbone_weights="imagenet"`` downloads ImageNet weights for the backbone;
-    ``weights="torchvision-coco"`` returns torchvision's COCO-trained DeepLabv3 (21 VOC classes)
-    converted by ``from_torchvision`` (its head keeps torchvision's extra 3x3 conv).
+    ``weights="torchvision-coco"`` downloads torchvision's COCO-trained DeepLabv3 (21 VOC
+    classes) and builds its network: output stride 8 (where torchvision measures its 66.4 /
+    67.4 mIoU) unless ``output_stride`` is given, and ``torchvision_head`` (torchvision's head:
+    ASPP dropout 0.5 and an extra 3x3 conv-BN-ReLU before the 1x1 classifier).
     """
     if weights is not None:
-        if weights != "torchvision-coco":
-            raise ValueError(f"unknown weights {weights!r}; available: 'torchvision-coco'")
-        model = torchvision_coco(backbone, num_classes, output_stride)
-        model.align_corners = align_corners
-        return model  # type: ignore[return-value]
+        _check_torchvision_coco(
+            weights,
+            num_classes=num_classes,
+            multi_grid=multi_grid,
+            extra_blocks=extra_blocks,
+            width_mult=width_mult,
+            channels=channels,
+            atrous_rates=atrous_rates,
+            backbone_weights=backbone_weights,
+        )
+        torchvision_head = True
+    output_stride = (8 if weights is not None else 16) if output_stride is None else output_stride
     net = _backbone(
         backbone,
         output_stride,
@@ -226,9 +151,47 @@ def deeplabv3(
         extra_blocks=extra_blocks,
         weights=backbone_weights,
     )
-    aspp = ASPP(net.feature_channels["out"], channels, atrous_rates, output_stride=output_stride)
-    classifier = nn.Conv2d(channels, num_classes, 1)
-    return DeepLab(net, aspp, classifier, num_classes=num_classes, align_corners=align_corners)
+    aspp = ASPP(
+        net.feature_channels["out"],
+        channels,
+        atrous_rates,
+        output_stride=output_stride,
+        dropout=TORCHVISION_ASPP_DROPOUT if torchvision_head else 0.1,
+    )
+    classifier: nn.Module = nn.Conv2d(channels, num_classes, 1)
+    if torchvision_head:
+        classifier = nn.Sequential(conv_bn_relu(channels, channels, 3), classifier)
+    model = DeepLab(net, aspp, classifier, num_classes=num_classes, align_corners=align_corners)
+    if weights is not None:
+        model.load_state_dict(torchvision_coco(backbone).state_dict())
+    return model
+
+
+def _check_torchvision_coco(weights: str, **options: object) -> None:
+    """``weights="torchvision-coco"`` fixes the network: options set away from their defaults
+    would be silently overwritten, so they are errors."""
+    if weights != "torchvision-coco":
+        raise ValueError(f"unknown weights {weights!r}; available: 'torchvision-coco'")
+    if options["num_classes"] != 21:
+        raise ValueError("torchvision-coco weights predict the 21 VOC classes: num_classes=21")
+    defaults = {
+        "multi_grid": None,
+        "extra_blocks": 0,
+        "width_mult": 1.0,
+        "channels": 256,
+        "atrous_rates": ASPP_RATES[16],
+        "backbone_weights": None,
+    }
+    changed = [
+        key
+        for key, default in defaults.items()
+        if (tuple(options[key]) if isinstance(options[key], list) else options[key]) != default
+    ]
+    if changed:
+        raise ValueError(
+            f"weights='torchvision-coco' is torchvision's network; {', '.join(changed)} cannot "
+            "be changed with it (leave them at their defaults)"
+        )
 
 
 def deeplabv2(

@@ -12,6 +12,8 @@ from typing import Any
 import torchvision
 from torch import nn
 
+from .convert import from_torchvision
+
 IMAGENET_SOURCES = {
     "resnet50": ("torchvision", "resnet50", "IMAGENET1K_V1"),
     "resnet101": ("torchvision", "resnet101", "IMAGENET1K_V1"),
@@ -68,17 +70,18 @@ def load_backbone_weights(backbone: nn.Module, name: str, source: str = "imagene
         raise ValueError(f"{name}: published weights miss {result.missing_keys[:5]}")
 
 
-def torchvision_coco(backbone: str, num_classes: int, output_stride: int) -> nn.Module:
-    """torchvision's COCO-trained DeepLabv3 (VOC's 21 classes) as an atrous model."""
-    from .convert import from_torchvision
-
+def torchvision_coco(backbone: str) -> nn.Module:
+    """torchvision's COCO-trained DeepLabv3 (VOC's 21 classes), downloaded and converted."""
     if backbone not in COCO_SOURCES:
         raise ValueError(f"torchvision-coco weights exist for {', '.join(COCO_SOURCES)}")
-    if num_classes != 21:
-        raise ValueError("torchvision-coco weights predict the 21 VOC classes: num_classes=21")
-    model = from_torchvision(
+    return from_torchvision(
         _fetch("torchvision", COCO_SOURCES[backbone], "COCO_WITH_VOC_LABELS_V1")
     )
-    model.set_output_stride(output_stride)
-    model.pad_input = True  # atrous's aligned forward (torchvision trained on 480 crops, exact)
-    return model
+
+
+def weights_architecture(weights: str) -> dict[str, Any]:
+    """The builder options that give ``weights``'s network without downloading it (for
+    rebuilding a checkpoint trained from them)."""
+    if weights == "torchvision-coco":
+        return {"weights": None, "torchvision_head": True}
+    raise ValueError(f"unknown weights {weights!r}; available: 'torchvision-coco'")

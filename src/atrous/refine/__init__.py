@@ -1,26 +1,19 @@
-"""Boundary refinement of class scores: the dense CRF (DeepLab v1/v2) and the domain transform
-(DT-EdgeNet), each post hoc on a prediction or as a layer to train through."""
+"""Boundary refinement of a prediction after the network: the dense CRF (DeepLab v1/v2) and the
+domain transform guided by image edges. The layers to train through (CRF-as-RNN, DT-EdgeNet)
+are models (:mod:`atrous.models.crf_as_rnn`, :mod:`atrous.models.domain_transform`); they are
+re-exported here beside their post-hoc forms."""
 
-from .crf import (
-    GRID,
-    CRFDeepLab,
-    CRFParams,
-    DenseCRF,
-    crf_grid_search,
-    dense_crf,
-    reference_available,
-    with_dense_crf,
-)
-from .domain_transform import (
+from ..models.crf_as_rnn import CRFDeepLab, CRFParams, DenseCRF, with_dense_crf
+from ..models.domain_transform import (
     DomainTransform,
     DomainTransformDeepLab,
     EdgeNet,
     domain_transform,
-    image_edges,
-    posthoc_domain_transform,
     with_domain_transform,
 )
-from .permutohedral import PermutohedralLattice
+from ..models.permutohedral import PermutohedralLattice
+from .crf import GRID, dense_crf, reference_available
+from .posthoc import image_edges, posthoc_domain_transform
 
 __all__ = [
     "GRID",
@@ -31,7 +24,6 @@ __all__ = [
     "DomainTransformDeepLab",
     "EdgeNet",
     "PermutohedralLattice",
-    "crf_grid_search",
     "dense_crf",
     "domain_transform",
     "image_edges",

@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from ..data import build_dataset
 from ..errors import DataError
+from ..evaluation import crf_grid_search
 from ..inference import Predictor, comparison_grid, resolve_device
 from ..inference.predictor import Refiner
 from ..metrics import ConfusionMatrix, TrimapIoU
-from ..refine import crf_grid_search
 
 
 def evaluate(

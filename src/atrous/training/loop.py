@@ -14,7 +14,6 @@ only hard-pixel mining (``train.top_k_percent``) ranks pixels within each proces
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 
-from ..checkpoint import build_from_spec, load_checkpoint, load_model_state, save_checkpoint
-from ..config import Config, to_dict
+from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from ..config import Config, model_spec, to_dict
 from ..data import build_dataset, train_transforms
 from ..data.info import IGNORE_INDEX
 from ..errors import AtrousError, ConfigError
@@ -275,22 +274,10 @@ def _train(
     )
     options = {} if d.num_classes is None else {"num_classes": d.num_classes}
     train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
-    kwargs = {**cfg.model.builder_kwargs(), "num_classes": train_set.num_classes}
-    # The checkpoint rebuilds the model without downloading initial weights it then overwrites.
-    spec: dict[str, Any] = {"name": cfg.model.name, "kwargs": {**kwargs, "backbone_weights": None}}
-    if "backbone_weights" not in kwargs:
-        del spec["kwargs"]["backbone_weights"]
-    if cfg.model.domain_transform:
-        spec["domain_transform"] = dataclasses.asdict(cfg.refine.domain_transform)
-    if cfg.model.dense_crf:
-        crf = dataclasses.asdict(cfg.refine.crf.params())
-        spec["dense_crf"] = {**crf, "mean": list(d.mean), "std": list(d.std)}
+    spec = model_spec(cfg, train_set.num_classes)
     # Check the validation split now, not after hours of training.
     val_set = build_dataset(d.dataset, d.root, d.val_split, **options) if d.val_split else None
-    try:
-        model = build_from_spec({**spec, "kwargs": kwargs})
-    except (TypeError, ValueError) as err:  # a builder rejecting a model.* option
-        raise ConfigError(f"model: {err}") from None
+    model = spec.build()  # with the published weights the recipe asks for (downloaded)
     if world.distributed and device.type == "cuda":  # Gloo/CPU has no SyncBatchNorm
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -312,7 +299,7 @@ def _train(
         return {
             **_training_state(step, model, optimizer, scheduler, scaler, device),
             "config": to_dict(cfg),
-            "model_spec": spec,
+            "model_spec": spec.without_downloads().to_dict(),  # its weights overwrite downloads
             "classes": list(train_set.classes),
             "palette": train_set.palette.tolist(),
             "mean": list(d.mean),

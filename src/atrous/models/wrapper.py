@@ -1,12 +1,13 @@
-"""What a model wrapped with a refinement layer passes through from the model inside."""
+"""What a wrapped model (DT-EdgeNet, CRF-as-RNN, scale attention, ...) passes through from the
+model inside."""
 
 from __future__ import annotations
 
 from torch import nn
 
 
-class RefinedModel(nn.Module):
-    """Base of the models that put a refinement layer on a segmentation ``model``: keeps it as
+class WrappedModel(nn.Module):
+    """Base of the models that put a layer around a segmentation ``model``: keeps it as
     ``self.model`` and passes ``num_classes``, ``output_stride`` and ``set_output_stride``
     through, so predictors, training and checkpoints treat the whole like the model."""
 
