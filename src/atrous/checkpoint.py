@@ -81,12 +81,3 @@ def build_from_spec(spec: ModelSpec | dict[str, Any]) -> nn.Module:
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_dict(spec)
     return spec.without_downloads().build()
-
-
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint was trained as, with its weights (eval mode), and return
-    it with the checkpoint dict (classes, palette, mean, std, model_spec, config, ...)."""
-    state = load_checkpoint(path)
-    model = build_from_spec(state["model_spec"])
-    load_model_state(model, state["model"], path)
-    return model.eval(), state

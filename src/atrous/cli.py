@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .metrics import format_table, write_json
-    from .training.evaluate import evaluate_checkpoint
+    from .evaluation import evaluate_checkpoint, format_table, refinement_table, trimap_line
+    from .evaluation.report import worst_images_line
+    from .metrics import write_json
 
     refiners = _refiners(args)
     out = Path(args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json"))
@@ -40,15 +39,13 @@ def _eval(args: argparse.Namespace) -> None:
     )
     print(format_table(result, classes))
     if "trimap" in result:
-        bands = "  ".join(f"{w}px {100 * m:.1f}" for w, m in result["trimap"].items())
-        print(f"trimap mIoU by band width: {bands}")
+        print(trimap_line(result["trimap"]))
     if "refined" in result:
-        print(_refinement_table(result))
+        print(refinement_table(result))
         columns = " | ".join(["image", "ground truth", "no refinement", *result["refined"]])
         print(f"wrote {picture} ({columns})")
     if "per_image" in result:
-        worst = result["per_image"][:5]
-        print("worst images: " + ", ".join(f"{r['image']} ({100 * r['miou']:.1f})" for r in worst))
+        print(worst_images_line(result["per_image"]))
     write_json(out, result, classes=list(classes), split=args.split, data=str(args.data))
     print(f"mIoU {100 * result['miou']:.2f}  (written to {out})")
 
@@ -56,7 +53,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _crf_search(args: argparse.Namespace) -> None:
     import json
 
-    from .training.evaluate import search_crf_checkpoint
+    from .evaluation import crf_search_table, search_crf_checkpoint
 
     found = search_crf_checkpoint(
         args.checkpoint,
@@ -68,44 +65,33 @@ def _crf_search(args: argparse.Namespace) -> None:
         backend=args.backend,
         **_predictor_options(args),
     )
-    results = found["results"]
-    keys = [k for k in results[0] if k != "miou"]
-    print("  ".join(f"{k:>12}" for k in keys) + f"{'mIoU':>8}")
-    for r in results[:5]:
-        print("  ".join(f"{r[k]:>12g}" for k in keys) + f"{100 * r['miou']:>8.2f}")
-    best = " ".join(f"refine.crf.{k}={results[0][k]:g}" for k in keys)
-    print(
-        f"best of {len(results)}: mIoU {100 * results[0]['miou']:.2f} with the CRF, "
-        f"{100 * found['miou_without_crf']:.2f} without; use: --crf --set {best}"
-    )
+    print(crf_search_table(found))
     out = args.out or Path(args.checkpoint).with_name("crf_search.json")
     Path(out).write_text(json.dumps(found, indent=2) + "\n")
     print(f"all combinations written to {out}")
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .inference import Predictor, find_images, predict_to_files
+    from .evaluation import chain
+    from .inference import find_images, predict_to_files
+    from .loader import load
 
-    refiners = list(_refiners(args).values())  # domain transform first, then the CRF
-    refine = None
-    if refiners:
-        refine = refiners[0] if len(refiners) == 1 else partial(_chain, refiners)
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, refine=refine, **_predictor_options(args)
-    )
+    loaded = load(args.checkpoint, checkpoint_only=True)
+    refine = chain(list(_refiners(args, loaded.state.get("config")).values()))
+    predictor = loaded.predictor(device=args.device, refine=refine, **_predictor_options(args))
     written = predict_to_files(predictor, find_images(args.inputs), args.out)
     print(f"wrote {len(written)} masks and overlays to {args.out}")
-    if not written.failed:
-        return 0
-    print(f"atrous predict: {len(written.failed)} image(s) not read:", file=sys.stderr)
-    for path, reason in written.failed:
-        print(f"  {path}: {reason}", file=sys.stderr)
-    return 1
+    if written.failed:
+        print(f"atrous predict: {len(written.failed)} image(s) not read:", file=sys.stderr)
+        for path, reason in written.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .checkpoint import load_model
     from .export import export_onnx, export_torchscript
+    from .loader import load_model
 
     model, state = load_model(args.checkpoint)
     metadata = {key: state[key] for key in ("classes", "palette", "mean", "std", "model_spec")}
@@ -192,50 +178,26 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _refiners(args: argparse.Namespace) -> dict[str, Any]:
+def _refiners(args: argparse.Namespace, saved_config: Any = None) -> dict[str, Any]:
     """The refinements asked for, set up from the checkpoint's recipe and ``--set``."""
     from .checkpoint import load_checkpoint
-    from .config import Config, apply_overrides, from_dict
     from .errors import ConfigError
-    from .refine import dense_crf, posthoc_domain_transform
+    from .evaluation import refiners_from_recipe
 
     bad = [item for item in args.set if not item.startswith("refine.")]
     if bad:
         raise ConfigError(f"--set {bad[0]!r}: only refine.* settings apply to {args.command}")
     if not (args.crf or args.domain_transform):
         return {}
-    saved = load_checkpoint(args.checkpoint).get("config")
-    cfg = from_dict(saved, str(args.checkpoint)) if saved else Config()
-    refine = apply_overrides(cfg, args.set).refine
-    out: dict[str, Any] = {}
-    if args.domain_transform:
-        out["domain_transform"] = partial(
-            posthoc_domain_transform, **dataclasses.asdict(refine.domain_transform)
-        )
-    if args.crf:
-        try:
-            params = dataclasses.asdict(refine.crf.params())
-        except ValueError as err:
-            raise ConfigError(f"refine.crf: {err}") from None
-        out["crf"] = partial(dense_crf, backend=refine.crf.backend, **params)
-    return out
-
-
-def _chain(refiners: list[Any], image: Any, probs: Any) -> Any:
-    for refine in refiners:
-        probs = refine(image, probs)
-    return probs
-
-
-def _refinement_table(result: dict[str, Any]) -> str:
-    widths = list(result.get("trimap", {}))
-    head = f"{'refinement':<18}{'mIoU':>7}" + "".join(f"{'trimap ' + w + 'px':>13}" for w in widths)
-    rows = [head + f"{'s/image':>9}"]
-    for name, r in [("none", result), *result["refined"].items()]:
-        bands = "".join(f"{100 * r['trimap'][w]:>13.2f}" for w in widths)
-        seconds = f"{r['seconds_per_image']:>9.3f}" if "seconds_per_image" in r else f"{'-':>9}"
-        rows.append(f"{name:<18}{100 * r['miou']:>7.2f}{bands}{seconds}")
-    return "\n".join(rows)
+    if saved_config is None:
+        saved_config = load_checkpoint(args.checkpoint).get("config")
+    return refiners_from_recipe(
+        saved_config,
+        crf=args.crf,
+        domain_transform=args.domain_transform,
+        overrides=args.set,
+        source=str(args.checkpoint),
+    )
 
 
 def _predictor_options(args: argparse.Namespace) -> dict[str, object]:

@@ -17,7 +17,8 @@ from PIL import Image
 
 from .config import Config, load_config
 from .data import SegmentationFolder, make_synthetic_dataset
-from .inference import Predictor, comparison_grid, predict_to_files
+from .evaluation import comparison_grid
+from .inference import Predictor, predict_to_files
 from .training import train
 
 DEMO_OVERRIDES = (
@@ -70,7 +71,9 @@ def run_demo(
     rows = []
     for index in range(min(8, len(val_set))):
         image, truth = val_set[index]
-        rows.append((image.permute(1, 2, 0).numpy(), truth.numpy(), predictor.predict(image)))
+        rows.append(
+            (image.permute(1, 2, 0).numpy(), truth.numpy(), predictor.predict(image).numpy())
+        )
     Image.fromarray(comparison_grid(rows, val_set.palette)).save(out / "predictions.png")
     return {
         "metrics": result["metrics"],

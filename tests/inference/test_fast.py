@@ -99,7 +99,7 @@ def test_fast_predictor_agrees() -> None:
     image = rng.integers(0, 256, (61, 83, 3), dtype=np.uint8)
     labels, fast_labels = plain.predict(image), fast.predict(image)
     assert fast_labels.shape == labels.shape == (61, 83)
-    assert (labels == fast_labels).mean() >= 0.99
+    assert (labels == fast_labels).float().mean() >= 0.99
     logits = fast.logits(image)
     assert logits.dtype == torch.float32
     proba = fast.predict_proba(image)
@@ -112,7 +112,7 @@ def test_fast_predictor_agrees() -> None:
 def test_fast_predictor_with_tta_and_sliding() -> None:
     plain, fast = _tiny_predictors(scales=(0.75, 1.0), flip=True, crop=48, stride=32)
     image = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
-    assert (plain.predict(image) == fast.predict(image)).mean() >= 0.99
+    assert (plain.predict(image) == fast.predict(image)).float().mean() >= 0.99
     torch.testing.assert_close(
         fast.predict_proba(image).sum(0), torch.ones(70, 90), atol=1e-4, rtol=0
     )
@@ -120,11 +120,11 @@ def test_fast_predictor_with_tta_and_sliding() -> None:
 
 def test_fast_without_bf16_is_fp32_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fast_mod, "bf16_autocast_supported", lambda device: False)
-    import atrous.inference.predictor as predictor_mod
+    import atrous.inference.forward as forward_mod
 
-    monkeypatch.setattr(predictor_mod, "bf16_autocast_supported", lambda device: False)
+    monkeypatch.setattr(forward_mod, "bf16_autocast_supported", lambda device: False)
     plain, fast = _tiny_predictors()
-    assert not fast._autocast
+    assert not fast._forward.autocast
     image = np.random.default_rng(2).integers(0, 256, (33, 47, 3), dtype=np.uint8)
     torch.testing.assert_close(fast.logits(image), plain.logits(image), atol=1e-4, rtol=1e-4)
 

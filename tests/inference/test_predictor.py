@@ -22,7 +22,8 @@ def test_every_input_form_gives_the_same_map_at_image_size(predictor, tmp_path: 
     path = tmp_path / "x.png"
     Image.fromarray(array).save(path)
     from_array = predictor.predict(array)
-    assert from_array.shape == (37, 53) and from_array.dtype == np.int64
+    assert isinstance(from_array, torch.Tensor)  # every output is a CPU tensor
+    assert from_array.shape == (37, 53) and from_array.dtype == torch.int64
     assert from_array.min() >= 0 and from_array.max() < 4
     np.testing.assert_array_equal(predictor.predict(path), from_array)
     np.testing.assert_array_equal(predictor.predict(str(path)), from_array)
@@ -73,7 +74,7 @@ def test_writes_palette_png_and_overlay(predictor, tmp_path: Path):
 
 
 def test_comparison_grid_places_panels():
-    from atrous.inference import comparison_grid
+    from atrous.evaluation import comparison_grid
 
     image = np.full((10, 12, 3), 7, np.uint8)
     truth, pred = np.zeros((10, 12), np.int64), np.ones((10, 12), np.int64)
@@ -103,7 +104,7 @@ def test_tta_and_sliding_options():
     torch.testing.assert_close(probs.sum(0), torch.ones(30, 37))
     # With scales/flip, logits() is the log of the averaged probabilities.
     torch.testing.assert_close(tta.logits(array).exp(), probs)
-    np.testing.assert_array_equal(tta.predict(array), probs.argmax(0).numpy())
+    torch.testing.assert_close(tta.predict(array), probs.argmax(0))
     assert (tta.crop, tta.stride, tta.scales, tta.flip) == (
         (24, 24),
         (16, 16),
@@ -121,16 +122,21 @@ def test_predict_batch_matches_predict(predictor):
     batch = predictor.predict_batch(images, batch_size=2)
     assert len(batch) == 4
     for image, labels in zip(images, batch, strict=True):
-        assert labels.dtype == np.int64
-        np.testing.assert_array_equal(labels, predictor.predict(image))
+        assert labels.dtype == torch.int64
+        torch.testing.assert_close(labels, predictor.predict(image))
     assert predictor.predict_batch([]) == []
 
 
 def test_output_stride_option():
-    model = deeplabv3plus(num_classes=4, width_mult=0.25, channels=16)
-    assert model.output_stride == 16
-    Predictor(model, output_stride=8)
-    assert model.output_stride == 8
+    model = deeplabv3plus(num_classes=4, width_mult=0.25, channels=16).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    predictor = Predictor(model, output_stride=8)
+    assert predictor.model.output_stride == 8 and not predictor.model.training
+    # The model passed in is not modified: it runs a copy at OS8, in eval mode.
+    assert model.output_stride == 16 and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert predictor.predict(np.zeros((20, 20, 3), np.uint8)).shape == (20, 20)
+    assert model.output_stride == 16 and model.training
     with pytest.raises(ValueError, match="set_output_stride"):
         Predictor(torch.nn.Conv2d(3, 4, 1), output_stride=8)
     with pytest.raises(ValueError, match="needs crop"):

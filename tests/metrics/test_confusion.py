@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from atrous.metrics import ConfusionMatrix, format_table, write_json
+from atrous.evaluation import format_table
+from atrous.metrics import ConfusionMatrix, write_json
 
 
 def test_hand_computed_case_with_ignore_and_absent_class():

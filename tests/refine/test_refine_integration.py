@@ -13,14 +13,14 @@ import torch
 from torchvision import tv_tensors
 
 from atrous import Predictor
-from atrous.checkpoint import load_model
 from atrous.cli import main
 from atrous.config import load_config
 from atrous.data import read_image
+from atrous.loader import load_model
 from atrous.models import deeplabv3plus
 from atrous.models.spec import ModelSpec
 from atrous.refine import DomainTransformDeepLab, dense_crf, with_domain_transform
-from atrous.training.loop import _param_groups
+from atrous.training.optim import param_groups
 
 from ..conftest import tiny_config
 
@@ -187,7 +187,7 @@ def test_dt_edgenet_trains_from_a_recipe(tiny_data: Path, tmp_path: Path) -> Non
 
 def test_wrapped_backbone_keeps_the_backbone_learning_rate() -> None:
     model = with_domain_transform(deeplabv3plus(num_classes=3, width_mult=0.25, channels=16))
-    groups = _param_groups(model, lr=0.1, weight_decay=0.0, head_lr_mult=10.0)
+    groups = param_groups(model, lr=0.1, weight_decay=0.0, head_lr_mult=10.0)
     backbone = {id(p) for p in model.model.backbone.parameters()}
     for group in groups:
         in_backbone = {id(p) in backbone for p in group["params"]}
@@ -274,7 +274,7 @@ def test_crf_search_cli(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, 
 def test_crf_search_scores_the_plain_predictions_like_eval(
     tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
-    from atrous.training.evaluate import evaluate_checkpoint, search_crf_checkpoint
+    from atrous.evaluation import evaluate_checkpoint, search_crf_checkpoint
 
     grid = {"w_appearance": (0.0, 4.0)}
     found = search_crf_checkpoint(

@@ -15,7 +15,7 @@ from atrous.checkpoint import load_checkpoint
 from atrous.config import to_dict
 from atrous.training import train
 from atrous.training.distributed import WorldInfo, all_reduce_sum, init_distributed
-from atrous.training.loop import _StepSampler
+from atrous.training.sampler import StepSampler
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _take(sampler: _StepSampler, count: int) -> list[tuple[int, int]]:
+def _take(sampler: StepSampler, count: int) -> list[tuple[int, int]]:
     items = iter(sampler)
     return [next(items) for _ in range(count)]
 
@@ -35,9 +35,9 @@ def _take(sampler: _StepSampler, count: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("start", [0, 12])
 def test_ranks_split_every_global_batch(start: int):
     # 3 ranks x batch 2 cover exactly the stream one process reads with batch 6.
-    whole = _take(_StepSampler(10, 7, start), 30)
+    whole = _take(StepSampler(10, 7, start), 30)
     shares = [
-        _take(_StepSampler(10, 7, start, rank=r, world_size=3, batch_size=2), 10) for r in range(3)
+        _take(StepSampler(10, 7, start, rank=r, world_size=3, batch_size=2), 10) for r in range(3)
     ]
     rebuilt = [s[i : i + 2] for i in range(0, 10, 2) for s in shares]
     assert [pair for chunk in rebuilt for pair in chunk] == whole

@@ -144,10 +144,10 @@ def test_accumulation_and_clipping_resume_exactly(tiny_data: Path, tmp_path: Pat
 
 
 def test_param_groups_and_warmup():
-    from atrous.training.loop import _param_groups
+    from atrous.training.optim import param_groups
 
     model = build_model("deeplabv3plus", num_classes=3, width_mult=0.25, channels=8)
-    groups = _param_groups(model, 0.01, 1e-4, head_lr_mult=10)
+    groups = param_groups(model, 0.01, 1e-4, head_lr_mult=10)
     assert [g["lr"] for g in groups] == [0.01, 0.01, 0.1, 0.1]
     assert [g["weight_decay"] for g in groups] == [1e-4, 0.0, 1e-4, 0.0]
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))

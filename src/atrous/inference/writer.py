@@ -7,18 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data import IMAGE_SUFFIXES
 from ..data.info import DatasetInfo
-from ..data.palette import colorize, overlay, voc_colormap
+from ..data.palette import overlay, voc_colormap
 from ..errors import DataError
 from .predictor import Predictor, to_image_tensor
 
 
 def save_prediction(
-    labels: np.ndarray,
+    labels: np.ndarray | torch.Tensor,
     image: np.ndarray,
     out_dir: str | Path,
     stem: str,
@@ -26,6 +27,7 @@ def save_prediction(
 ) -> tuple[Path, Path]:
     """Write ``<stem>.png`` (palette PNG whose pixel values are class ids) and
     ``<stem>_overlay.jpg`` (the image blended with the class colours); return both paths."""
+    labels = np.asarray(labels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = voc_colormap() if info is None else info.palette
@@ -97,27 +99,3 @@ def predict_to_files(
             )
         )
     return result
-
-
-def comparison_grid(
-    rows: list[tuple[np.ndarray, ...]],
-    palette: np.ndarray | None = None,
-    gap: int = 4,
-) -> np.ndarray:
-    """One picture of ``(image, mask, mask, ...)`` rows (e.g. image, ground truth, prediction),
-    masks drawn in class colours.
-
-    Images may differ in size; each row is as tall as its image, padded white on the right.
-    """
-    panels = [[image, *(colorize(mask, palette) for mask in masks)] for image, *masks in rows]
-    width = max(sum(p.shape[1] for p in row) + (len(row) - 1) * gap for row in panels)
-    lines = []
-    for row in panels:
-        height = row[0].shape[0]
-        line = np.full((height + gap, width, 3), 255, dtype=np.uint8)
-        x = 0
-        for panel in row:
-            line[:height, x : x + panel.shape[1]] = panel
-            x += panel.shape[1] + gap
-        lines.append(line)
-    return np.concatenate(lines, axis=0)

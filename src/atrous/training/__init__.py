@@ -1,7 +1,7 @@
-"""Training and evaluation loops; they consume data, models, inference and metrics."""
+"""Training: the recipe's solver over the data set, with checkpoints, exact resume and a final
+evaluation; it consumes data, models, inference and evaluation."""
 
-from .evaluate import evaluate
 from .loop import train
 from .schedules import poly_lr
 
-__all__ = ["evaluate", "poly_lr", "train"]
+__all__ = ["poly_lr", "train"]

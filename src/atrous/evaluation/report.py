@@ -1,0 +1,67 @@
+"""Tables for a terminal: per-class IoU, refinements side by side, trimap bands."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def format_table(result: dict[str, Any], classes: Sequence[str]) -> str:
+    """A per-class IoU / accuracy table followed by the summary numbers, in percent."""
+    width = max([len("class")] + [len(c) for c in classes])
+    lines = [f"{'class':<{width}}  {'IoU':>6}  {'acc':>6}", "-" * (width + 16)]
+    for name, iou, acc in zip(classes, result["iou"], result["accuracy"], strict=True):
+        lines.append(f"{name:<{width}}  {_pct(iou):>6}  {_pct(acc):>6}")
+    lines.append("-" * (width + 16))
+    for key, label in (
+        ("miou", "mIoU"),
+        ("pixel_accuracy", "pixel acc"),
+        ("mean_accuracy", "mean acc"),
+        ("fw_iou", "fwIoU"),
+    ):
+        lines.append(f"{label:<{width}}  {_pct(result[key]):>6}")
+    return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def refinement_table(result: dict[str, Any]) -> str:
+    """mIoU, trimap bands and seconds per image without and with each refinement."""
+    widths = list(result.get("trimap", {}))
+    head = f"{'refinement':<18}{'mIoU':>7}" + "".join(f"{'trimap ' + w + 'px':>13}" for w in widths)
+    rows = [head + f"{'s/image':>9}"]
+    for name, r in [("none", result), *result["refined"].items()]:
+        bands = "".join(f"{100 * r['trimap'][w]:>13.2f}" for w in widths)
+        seconds = f"{r['seconds_per_image']:>9.3f}" if "seconds_per_image" in r else f"{'-':>9}"
+        rows.append(f"{name:<18}{100 * r['miou']:>7.2f}{bands}{seconds}")
+    return "\n".join(rows)
+
+
+def trimap_line(trimap: dict[str, float]) -> str:
+    """``trimap mIoU by band width: 2px 61.2  5px ...``"""
+    bands = "  ".join(f"{w}px {100 * m:.1f}" for w, m in trimap.items())
+    return f"trimap mIoU by band width: {bands}"
+
+
+def worst_images_line(records: list[dict[str, Any]], count: int = 5) -> str:
+    return "worst images: " + ", ".join(
+        f"{r['image']} ({100 * r['miou']:.1f})" for r in records[:count]
+    )
+
+
+def crf_search_table(found: dict[str, Any], rows: int = 5) -> str:
+    """The best combinations of a CRF search, and the ``--set`` line that uses the best."""
+    results = found["results"]
+    keys = [k for k in results[0] if k != "miou"]
+    lines = ["  ".join(f"{k:>12}" for k in keys) + f"{'mIoU':>8}"]
+    for r in results[:rows]:
+        lines.append("  ".join(f"{r[k]:>12g}" for k in keys) + f"{100 * r['miou']:>8.2f}")
+    best = " ".join(f"refine.crf.{k}={results[0][k]:g}" for k in keys)
+    lines.append(
+        f"best of {len(results)}: mIoU {100 * results[0]['miou']:.2f} with the CRF, "
+        f"{100 * found['miou_without_crf']:.2f} without; use: --crf --set {best}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Loading what atrous writes: a checkpoint or an exported file (ONNX, TorchScript) -> the model
+with its classes, palette and normalization, ready for a :class:`~atrous.inference.Predictor`.
+
+The one place that knows the file kinds, so that inference only runs models and evaluation only
+scores them. ``Predictor.from_checkpoint`` / ``from_file`` call :func:`load`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import build_from_spec, load_checkpoint, load_model_state
+from .data.info import DatasetInfo
+from .errors import CheckpointError
+from .export import is_torchscript, load_onnx, load_torchscript
+from .inference import Predictor
+from .models.spec import ModelSpec
+
+
+@dataclass
+class Loaded:
+    """A model read from ``path`` and what it was trained with. ``state`` is the whole
+    checkpoint dict (its ``config`` is the recipe) or an exported file's metadata."""
+
+    model: nn.Module
+    info: DatasetInfo
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    path: Path
+    spec: ModelSpec | None = None
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def predictor(
+        self, *, device: str | torch.device = "cpu", refine: Any = None, **options: Any
+    ) -> Predictor:
+        """A :class:`Predictor` for this model (``options``: scales, flip, output_stride, ...)."""
+        return Predictor(
+            self.model,
+            mean=self.mean,
+            std=self.std,
+            device=device,
+            info=self.info,
+            refine=refine,
+            **options,
+        )
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained as, with its weights (eval mode), and return
+    it with the checkpoint dict (classes, palette, mean, std, model_spec, config, ...)."""
+    state = load_checkpoint(path)
+    model = build_from_spec(state["model_spec"])
+    load_model_state(model, state["model"], path)
+    return model.eval(), state
+
+
+def _info(meta: dict[str, Any], path: Path) -> DatasetInfo:
+    for key in ("classes", "palette", "mean", "std"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: lacks {key!r} in its metadata")
+    return DatasetInfo(
+        classes=tuple(meta["classes"]), palette=np.asarray(meta["palette"], dtype=np.uint8)
+    )
+
+
+def load(path: str | Path, *, checkpoint_only: bool = False) -> Loaded:
+    """Read an atrous checkpoint, or (unless ``checkpoint_only``) an ``atrous export`` file:
+    ``.onnx`` runs through ONNX Runtime (extra ``atrous[export]``), a TorchScript archive
+    through ``torch.jit``."""
+    path = Path(path)
+    if not checkpoint_only and path.suffix == ".onnx":
+        model, meta = load_onnx(path)
+    elif not checkpoint_only and path.is_file() and is_torchscript(path):
+        model, meta = load_torchscript(path)
+    else:
+        model, meta = load_model(path)
+    spec = ModelSpec.from_dict(meta["model_spec"]) if "model_spec" in meta else None
+    info = _info(meta, path)
+    return Loaded(model, info, tuple(meta["mean"]), tuple(meta["std"]), path, spec, meta)
