@@ -16,9 +16,8 @@ import json
 from pathlib import Path
 
 from atrous.data import build_dataset
+from atrous.evaluation import Confusion, Trimap, evaluate
 from atrous.inference import Predictor
-from atrous.metrics import TrimapIoU
-from atrous.training.evaluate import evaluate
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,16 +47,19 @@ def main() -> None:
     row = {"name": args.name or args.checkpoint, "images": len(data), "exact_sizes": exact}
     for label, on in (("unpadded", False), ("aligned", True)):
         _set_padding(predictor, on)
-        trimap = TrimapIoU(len(classes), widths=(2,))
-        matrix = evaluate(predictor, data, len(classes), trimap=trimap, progress=False)
-        metrics = matrix.compute()
+        accumulators = {"metrics": Confusion(len(classes)), "trimap": Trimap(len(classes), (2,))}
+        found = evaluate(predictor, data, accumulators, progress=False)
+        metrics = found["metrics"]
         row[label] = {
             "miou": metrics["miou"],
             "pixel_accuracy": metrics["pixel_accuracy"],
-            "trimap_2px": trimap.compute()["miou"][2],
+            "trimap_2px": found["trimap"]["2"],
         }
-        print(f"{label:>9}: mIoU {100 * metrics['miou']:.2f}  pixel acc "
-              f"{100 * metrics['pixel_accuracy']:.2f}  trimap 2px {100 * row[label]['trimap_2px']:.2f}")
+        r = row[label]
+        print(
+            f"{label:>9}: mIoU {100 * r['miou']:.2f}  pixel acc {100 * r['pixel_accuracy']:.2f}"
+            f"  trimap 2px {100 * r['trimap_2px']:.2f}"
+        )
 
     RESULTS.mkdir(exist_ok=True)
     log = RESULTS / "alignment.json"
