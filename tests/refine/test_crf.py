@@ -232,7 +232,7 @@ def test_layer_runs_in_fp32_under_autocast() -> None:
     torch.testing.assert_close(mixed.float(), exact, atol=0.05, rtol=0.02)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_torch_backend_on_cuda_matches_cpu() -> None:
     image, probs = structured(129, 21, seed=10)
     cpu = dense_crf(image, probs, backend="torch")

@@ -200,7 +200,7 @@ def test_dt_deeplab_trains() -> None:
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_domain_transform_on_cuda_matches_cpu() -> None:
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(2, 5, 40, 50, generator=g)

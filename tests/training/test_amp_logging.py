@@ -104,7 +104,7 @@ def test_bf16_resume_continues_exactly(tiny_data: Path, tmp_path: Path, monkeypa
     assert steps(_log(tmp_path / "b")) == steps(_log(tmp_path / "a"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast needs CUDA")
+@pytest.mark.gpu
 def test_fp16_loss_scale_is_checkpointed_and_restored(tiny_data: Path, tmp_path: Path, monkeypatch):
     common = (
         "train.steps=4",

@@ -1,0 +1,183 @@
+"""One battery over every builder in ``MODELS`` and every wrapper: logits at odd input sizes at
+each output stride, a non-zero gradient for every trainable parameter from a real loss, the
+atrous (hole-algorithm) property of every strided backbone, the output-stride round trip, and
+ONNX / TorchScript parity. A new builder or wrapper joins it by being in MODELS / WRAPPERS."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from atrous.errors import AtrousError
+from atrous.export import export_onnx, export_torchscript, load_torchscript
+from atrous.models import BACKBONES, MODELS, build_model
+from atrous.models.spec import WRAPPERS
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def small(name: str, **kwargs: object) -> nn.Module:
+    """Builder ``name`` with 3 classes, narrowed where it takes a width (every other option at
+    its default), so that each builder in MODELS runs here without a hand-kept list."""
+    accepted = inspect.signature(MODELS[name]).parameters
+    options: dict[str, object] = {"num_classes": 3}
+    if "channels" in accepted:
+        options["channels"] = 16
+    options.update(kwargs)
+    return build_model(name, **options)
+
+
+def _wrapped(wrapper: str) -> nn.Module:
+    base = small("deeplabv3plus", width_mult=0.25)
+    if wrapper == "dense_crf":
+        return WRAPPERS[wrapper](base, mean=MEAN, std=STD, iterations=2)
+    return WRAPPERS[wrapper](base)
+
+
+NETWORKS: dict[str, Callable[[], nn.Module]] = {
+    **{name: (lambda name=name: small(name)) for name in MODELS},
+    **{f"wrapper:{w}": (lambda w=w: _wrapped(w)) for w in WRAPPERS},
+}
+
+
+def _randomize_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics, so eval mode is not an identity."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def test_every_wrapper_is_in_the_battery() -> None:
+    assert set(WRAPPERS) == {"domain_transform", "dense_crf"}  # add new ones to _wrapped
+
+
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_logits_at_odd_input_sizes(name: str, output_stride: int) -> None:
+    model = NETWORKS[name]().eval()
+    model.set_output_stride(output_stride)
+    assert model.output_stride == output_stride and model.num_classes == 3
+    with torch.no_grad():
+        for size in [(33, 47), (65, 65)]:
+            assert model(torch.randn(2, 3, *size)).shape == (2, 3, *size)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
+    model = NETWORKS[name]().train()
+    x = torch.randn(2, 3, 33, 47)
+    target = torch.randint(0, 3, (2, 33, 47))
+    F.cross_entropy(model(x), target).backward()
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
+    ]
+    assert not dead, f"no gradient reaches {dead[:5]}"
+
+
+# Multi-grid's unit rates (TF reference, detectron2) and VGG LargeFOV's stride-1 pools (v1's
+# own design) break the property by construction; every other backbone keeps it.
+ATROUS = [name for name in sorted(BACKBONES) if name != "vgg16"]
+
+
+@pytest.mark.parametrize("stride", [16, 32])
+@pytest.mark.parametrize("backbone", ATROUS)
+def test_atrous_features_are_the_strided_ones_at_every_other_pixel(
+    backbone: str, stride: int
+) -> None:
+    """With the same weights, features at output stride s/2 sampled at every other pixel equal
+    the features at stride s, for inputs of size k*s+1 (deeplab2 keeps the same test)."""
+    options = {"width_mult": 0.25} if backbone == "mobilenetv2" else {}
+    # float64: the deep backbones amplify float32 rounding (different conv algorithms for the
+    # strided and the dilated form) past any tolerance that would still catch a real shift.
+    net = _randomize_bn(BACKBONES[backbone](output_stride=stride, **options)).eval().double()
+    x = torch.randn(1, 3, 2 * stride + 1, 3 * stride + 1, dtype=torch.float64)
+    with torch.no_grad():
+        coarse = net(x)["out"]
+        net.set_output_stride(stride // 2)
+        fine = net(x)["out"]
+    assert fine.shape[-2:] == (4 + 1, 6 + 1) and coarse.shape[-2:] == (2 + 1, 3 + 1)
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_output_stride_round_trip(name: str) -> None:
+    model = _randomize_bn(NETWORKS[name]()).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(1, 3, 33, 47)
+    start = model.output_stride
+    other = 16 if start == 8 else 8
+    with torch.no_grad():
+        before = model(x)
+        model.set_output_stride(other)
+        at_other = model(x)
+        model.set_output_stride(start)
+        after = model(x)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    # The same function again (conv algorithms may differ in the last float bits).
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert at_other.shape == before.shape and not torch.allclose(at_other, before)
+
+
+EXPORT_SIZE, OTHER_SIZE = (65, 65), (97, 81)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_onnx_and_torchscript_match_eager(name: str, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = _randomize_bn(small(name)).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", height=65, width=65, dynamic=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    traced, _ = load_torchscript(export_torchscript(model, tmp_path / "m.pt"))
+    for size in (EXPORT_SIZE, OTHER_SIZE):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            eager = model(x).numpy()
+            scripted = traced(x).numpy()
+        (onnx_out,) = session.run(None, {"image": x.numpy()})
+        assert onnx_out.shape == eager.shape == (1, 3, *size)
+        # Relative to the logits' scale: untrained deep ResNets reach logits in the thousands.
+        tolerance = 1e-3 * max(1.0, float(np.abs(eager).max()) / 100)
+        assert np.abs(onnx_out - eager).max() < tolerance, "ONNX"
+        assert np.abs(scripted - eager).max() < tolerance, "TorchScript"
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+def test_wrappers_refuse_export_clearly(wrapper: str, tmp_path: Path) -> None:
+    model = _wrapped(wrapper).eval()
+    with pytest.raises(AtrousError, match="cannot be exported"):
+        export_onnx(model, tmp_path / "m.onnx", height=33, width=33)
+    with pytest.raises(AtrousError, match="cannot be exported"):
+        export_torchscript(model, tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_set_output_stride_matches_a_fresh_build(name: str) -> None:
+    """Re-pointing a model at another output stride gives the model built at that stride with
+    the same weights (backbone strides become rates, head rates scale)."""
+    model = _randomize_bn(small(name)).eval()
+    other = 16 if model.output_stride == 8 else 8
+    fresh = small(name, output_stride=other).eval()
+    fresh.load_state_dict(model.state_dict())
+    model.set_output_stride(other)
+    x = torch.randn(1, 3, 49, 49)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), fresh(x), rtol=1e-4, atol=1e-4)
+    assert model.output_stride == other
+    if hasattr(model.head, "rates"):
+        assert model.head.rates == fresh.head.rates
