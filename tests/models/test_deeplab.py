@@ -108,3 +108,24 @@ def test_mobile_deeplabv3(output_stride):
     model(x).mean().backward()
     # MobileNetV2 paper, Table 7: 2.11M parameters for the OS16 model without ASPP.
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 2.11
+
+
+def test_mobilenetv2_low_level_tap_of_the_tf_reference():
+    """low_level="depthwise" taps layer_4/depthwise_output (TF reference): the 144-channel
+    expanded depthwise output of features[3] after BN + ReLU6; the encoder output is unchanged."""
+    tf_tap = deeplabv3plus(num_classes=3, low_level="depthwise").eval()
+    block = deeplabv3plus(num_classes=3).eval()
+    block.backbone.load_state_dict(tf_tap.backbone.state_dict())
+    assert tf_tap.decoder.reduce[0].in_channels == 144
+    assert block.decoder.reduce[0].in_channels == 24
+    x = torch.randn(1, 3, 65, 65)
+    with torch.no_grad():
+        ours = tf_tap.backbone(x)
+        unit = block.backbone.features[3]
+        expected = unit.conv[1](unit.conv[0](block.backbone.features[:3](x)))
+        torch.testing.assert_close(ours["os4"], expected, rtol=0, atol=0)
+        torch.testing.assert_close(ours["out"], block.backbone(x)["out"], rtol=0, atol=0)
+        assert tf_tap(x).shape == (1, 3, 65, 65)
+    assert ours["os4"].min() >= 0 and ours["os4"].max() <= 6  # after ReLU6
+    with pytest.raises(ValueError, match="low_level"):
+        deeplabv3plus(backbone="resnet50", low_level="depthwise")

@@ -14,7 +14,7 @@ from .decoders import DeepLabV3PlusDecoder
 from .largefov import LargeFOV
 from .layers import conv_bn_relu
 from .network import DeepLab
-from .weights import load_backbone_weights, torchvision_coco
+from .weights import load_backbone_weights, load_vgg_fc, torchvision_coco
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "mobilenetv2": MobileNetV2,
@@ -34,6 +34,7 @@ def _backbone(
     *,
     multi_grid: Sequence[int] | None = None,
     extra_blocks: int = 0,
+    low_level: str = "block",
     weights: str | None = None,
 ) -> nn.Module:
     """Build backbone ``name``, passing only the options set away from their defaults, and
@@ -48,6 +49,8 @@ def _backbone(
         options["multi_grid"] = tuple(multi_grid)
     if extra_blocks:
         options["extra_blocks"] = extra_blocks
+    if low_level != "block":
+        options["low_level"] = low_level
     accepted = inspect.signature(BACKBONES[name]).parameters
     unknown = [key for key in options if key not in accepted]
     if unknown:
@@ -70,10 +73,16 @@ def deeplabv3plus(
     separable: bool = True,
     atrous_rates: Sequence[int] = ASPP_RATES[16],
     backbone_weights: str | None = None,
+    low_level: str = "block",
     align_corners: bool = False,
 ) -> DeepLab:
     """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features (MobileNetV2's
     ``features[3]``, ResNet's ``layer1``).
+
+    ``low_level`` (MobileNetV2 only) picks the OS4 tap: ``"block"``, the 24-channel output of
+    ``features[3]`` (torchvision-based libraries); ``"depthwise"``, the 144-channel expanded
+    depthwise output inside it, the TF reference's ``layer_4/depthwise_output`` (use it for
+    TF-converted weights).
 
     ``separable`` uses depthwise-separable convs in ASPP and decoder, as the paper does.
     ``width_mult`` scales the backbone's channels and ``channels`` the ASPP/decoder width
@@ -84,7 +93,9 @@ def deeplabv3plus(
     multiples of the output stride exact, ``True`` (the TF reference's) sizes ``k*OS + 1``; the
     forward pads to the next exact size (:mod:`atrous.models.align`).
     """
-    net = _backbone(backbone, output_stride, width_mult, weights=backbone_weights)
+    net = _backbone(
+        backbone, output_stride, width_mult, low_level=low_level, weights=backbone_weights
+    )
     aspp = ASPP(
         net.feature_channels["out"],
         channels,
@@ -208,13 +219,18 @@ def deeplabv2(
     ResNet backbones take single-conv branches; a VGG backbone (name starting ``vgg``) takes
     the fc6-fc7-fc8 branches with 1024 hidden channels, as in the paper.
     """
-    net = _backbone(backbone, output_stride, weights=backbone_weights)
+    vgg = backbone.startswith("vgg")
+    net = _backbone(backbone, output_stride, weights=None if vgg else backbone_weights)
     head = ASPPv2(
         net.feature_channels["out"],
         num_classes,
         output_stride=output_stride,
-        hidden=1024 if backbone.startswith("vgg") else None,
+        hidden=1024 if vgg else None,
     )
+    if vgg and backbone_weights is not None:
+        published = load_backbone_weights(net, backbone, backbone_weights)
+        for branch in head.branches:  # each branch's fc6/fc7 start from VGG-16's, as LargeFOV's do
+            load_vgg_fc(branch[0], branch[3], published)
     return DeepLab(net, head, nn.Identity(), num_classes=num_classes, align_corners=align_corners)
 
 
@@ -227,9 +243,12 @@ def deeplabv1(
 ) -> DeepLab:
     """DeepLab-LargeFOV (v1, Chen et al., 2015, Sec. 4): VGG-16 with pool4/pool5 at stride 1
     and conv5 at rate 2 (OS8), then the LargeFOV head (fc6 3x3 at rate 12 with 1024 channels,
-    fc7, fc8) giving logits."""
-    net = _backbone("vgg16", output_stride, weights=backbone_weights)
+    fc7, fc8) giving logits. With ``backbone_weights="imagenet"`` fc6 and fc7 start from VGG-16's
+    ImageNet fc6/fc7, subsampled by decimation to 1024 x 3 x 3 and 1024 x 1 x 1 as the paper did."""
+    net = _backbone("vgg16", output_stride)
     head = LargeFOV(net.feature_channels["out"], num_classes, output_stride=output_stride)
+    if backbone_weights is not None:
+        load_vgg_fc(head.fc6, head.fc7, load_backbone_weights(net, "vgg16", backbone_weights))
     return DeepLab(net, head, nn.Identity(), num_classes=num_classes, align_corners=align_corners)
 
 

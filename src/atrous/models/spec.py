@@ -88,7 +88,9 @@ class ModelSpec:
         if self.kwargs.get("weights"):
             from .weights import weights_architecture
 
-            kwargs.update(weights_architecture(str(self.kwargs["weights"])))
+            for key, value in weights_architecture(str(self.kwargs["weights"])).items():
+                if kwargs.get(key) is None:  # e.g. an output stride the user set stays
+                    kwargs[key] = value
         return dataclasses.replace(self, kwargs=kwargs)
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torchvision
 from torch import nn
 
@@ -50,8 +51,9 @@ def _fetch(hub: str, name: str, weights: Any) -> nn.Module:
         raise OSError(f"could not download {hub} weights {name} {weights or ''}: {err}") from err
 
 
-def load_backbone_weights(backbone: nn.Module, name: str, source: str = "imagenet") -> None:
-    """Fill an atrous ``backbone`` (named as in ``BACKBONES``) with published weights."""
+def load_backbone_weights(backbone: nn.Module, name: str, source: str = "imagenet") -> nn.Module:
+    """Fill an atrous ``backbone`` (named as in ``BACKBONES``) with published weights; returns
+    the published model (VGG's fc layers start the v1/v2 heads, :func:`load_vgg_fc`)."""
     if source != "imagenet":
         raise ValueError(f"unknown backbone_weights {source!r}; available: 'imagenet'")
     if name not in IMAGENET_SOURCES:
@@ -68,6 +70,36 @@ def load_backbone_weights(backbone: nn.Module, name: str, source: str = "imagene
     result = backbone.load_state_dict(state, strict=False)
     if result.missing_keys:
         raise ValueError(f"{name}: published weights miss {result.missing_keys[:5]}")
+    return published
+
+
+def decimated_vgg_fc(vgg: nn.Module, channels: int = 1024) -> dict[str, torch.Tensor]:
+    """VGG-16's ImageNet fc6 (4096 x 512 x 7 x 7) and fc7 (4096 x 4096) subsampled by decimation
+    to ``channels`` x 512 x 3 x 3 and ``channels`` x ``channels`` x 1 x 1, as DeepLab v1 did for
+    LargeFOV: every (4096 / channels)-th filter and every third tap of the 7 x 7."""
+    fc6, fc7 = vgg.classifier[0], vgg.classifier[3]
+    step = fc6.out_features // channels
+    w6 = fc6.weight.detach().view(fc6.out_features, -1, 7, 7)[::step, :, ::3, ::3]
+    w7 = fc7.weight.detach()[::step, ::step]
+    return {
+        "fc6.weight": w6.contiguous(),
+        "fc6.bias": fc6.bias.detach()[::step].clone(),
+        "fc7.weight": w7.reshape(*w7.shape, 1, 1).contiguous(),
+        "fc7.bias": fc7.bias.detach()[::step].clone(),
+    }
+
+
+def load_vgg_fc(fc6: nn.Conv2d, fc7: nn.Conv2d, vgg: nn.Module) -> None:
+    """Start a head's fc6 / fc7 convs from the published VGG-16's (:func:`decimated_vgg_fc`)."""
+    weights = decimated_vgg_fc(vgg, fc6.out_channels)
+    for conv, name in ((fc6, "fc6"), (fc7, "fc7")):
+        for part in ("weight", "bias"):
+            value = weights[f"{name}.{part}"]
+            target = getattr(conv, part)
+            if target.shape != value.shape:
+                raise ValueError(f"{name}.{part}: {tuple(target.shape)} vs {tuple(value.shape)}")
+            with torch.no_grad():
+                target.copy_(value)
 
 
 def torchvision_coco(backbone: str) -> nn.Module:
@@ -82,6 +114,6 @@ def torchvision_coco(backbone: str) -> nn.Module:
 def weights_architecture(weights: str) -> dict[str, Any]:
     """The builder options that give ``weights``'s network without downloading it (for
     rebuilding a checkpoint trained from them)."""
-    if weights == "torchvision-coco":
-        return {"weights": None, "torchvision_head": True}
+    if weights == "torchvision-coco":  # torchvision's head, at its output stride 8 by default
+        return {"weights": None, "torchvision_head": True, "output_stride": 8}
     raise ValueError(f"unknown weights {weights!r}; available: 'torchvision-coco'")

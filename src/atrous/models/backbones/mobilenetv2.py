@@ -26,6 +26,10 @@ INVERTED_RESIDUAL_SETTING = (
 )
 LOW_LEVEL_INDEX = 3
 """``features[3]`` ends the stride-4 stage: DeepLabv3+'s low-level (OS4) features, 24 channels."""
+LOW_LEVEL_TAPS = ("block", "depthwise")
+"""Where the OS4 features come from: ``"block"``, ``features[3]``'s output (24 channels, as
+torchvision-based libraries tap it); ``"depthwise"``, the expanded depthwise output inside it
+after BN + ReLU6 (144 channels), the TF reference's ``layer_4/depthwise_output``."""
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -65,10 +69,16 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2 feature extractor returning ``{"os4": ..., "out": ...}``."""
+    """MobileNetV2 feature extractor returning ``{"os4": ..., "out": ...}``; ``low_level`` picks
+    the OS4 tap (:data:`LOW_LEVEL_TAPS`)."""
 
-    def __init__(self, *, width_mult: float = 1.0, output_stride: int = 16) -> None:
+    def __init__(
+        self, *, width_mult: float = 1.0, output_stride: int = 16, low_level: str = "block"
+    ) -> None:
         super().__init__()
+        if low_level not in LOW_LEVEL_TAPS:
+            raise ValueError(f"low_level must be one of {LOW_LEVEL_TAPS}, got {low_level!r}")
+        self.low_level = low_level
         in_channels = _make_divisible(32 * width_mult)
         layers: list[nn.Module] = [
             Conv2dNormActivation(3, in_channels, 3, stride=2, activation_layer=nn.ReLU6)
@@ -79,8 +89,9 @@ class MobileNetV2(nn.Module):
                 layers.append(InvertedResidual(in_channels, out_channels, s if i == 0 else 1, t))
                 in_channels = out_channels
         self.features = nn.Sequential(*layers)
+        tap = layers[LOW_LEVEL_INDEX].conv  # type: ignore[union-attr]
         self.feature_channels = {
-            "os4": layers[LOW_LEVEL_INDEX].conv[-1].num_features,  # type: ignore[index]
+            "os4": tap[-1].num_features if low_level == "block" else tap[1][0].out_channels,
             "out": in_channels,
         }
         self.set_output_stride(output_stride)
@@ -94,5 +105,13 @@ class MobileNetV2(nn.Module):
         self.output_stride = output_stride
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        low = self.features[: LOW_LEVEL_INDEX + 1](x)
-        return {"os4": low, "out": self.features[LOW_LEVEL_INDEX + 1 :](low)}
+        if self.low_level == "block":
+            low = self.features[: LOW_LEVEL_INDEX + 1](x)
+            return {"os4": low, "out": self.features[LOW_LEVEL_INDEX + 1 :](low)}
+        x = self.features[:LOW_LEVEL_INDEX](x)
+        unit = self.features[LOW_LEVEL_INDEX]
+        expand, depthwise, project, bn = unit.conv
+        low = depthwise(expand(x))
+        y = bn(project(low))
+        y = x + y if unit.use_res_connect else y
+        return {"os4": low, "out": self.features[LOW_LEVEL_INDEX + 1 :](y)}
