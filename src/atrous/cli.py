@@ -210,12 +210,7 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="atrous", description="DeepLab semantic segmentation: train, evaluate, predict."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _train_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train a model from a YAML recipe",
@@ -236,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_train)
 
+
+def _eval_parser(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a checkpoint: per-class IoU table and mIoU",
@@ -256,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_eval)
 
+
+def _crf_search_parser(sub: Any) -> None:
     p = sub.add_parser(
         "crf-search",
         help="cross-validate the dense CRF's appearance kernel on a split (DeepLab v1/v2)",
@@ -270,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_crf_search)
 
+
+def _predict_parser(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="segment images: palette PNGs and colour overlays",
@@ -283,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_predict)
 
+
+def _export_parser(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX or TorchScript for deployment",
@@ -297,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-argmax", action="store_true", help="ONNX: output class ids")
     p.set_defaults(run=_export)
 
+
+def _data_parser(sub: Any) -> None:
     p = sub.add_parser(
         "data",
         help="inspect a dataset: `atrous data check` finds bad pairs, counts classes",
@@ -314,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--num-classes", type=int, help="folder datasets without classes.json")
     q.set_defaults(run=_data_check)
 
+
+def _demo_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="train and evaluate on a generated data set, offline",
@@ -325,6 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atrous", description="DeepLab semantic segmentation: train, evaluate, predict."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _eval_parser(sub)
+    _crf_search_parser(sub)
+    _predict_parser(sub)
+    _export_parser(sub)
+    _data_parser(sub)
+    _demo_parser(sub)
     return parser
 
 
