@@ -150,7 +150,10 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     checkpoint_every: int = 1000
     log_every: int = 1  # steps between train_log.jsonl / TensorBoard entries
-    amp: str = "none"  # mixed precision: "none", "bf16" (CPU or CUDA) or "fp16" (CUDA only)
+    # mixed precision: "auto" (bf16 where the CPU/GPU runs it natively, else fp32; fp16 on
+    # CUDA without bf16), "none", "bf16" (CPU or CUDA) or "fp16" (CUDA only)
+    amp: str = "auto"
+    channels_last: bool = True  # NHWC memory layout for the model and its inputs
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
     out_dir: str = "runs/atrous"

@@ -33,7 +33,7 @@ def test_fp16_on_cpu_is_a_config_error(tiny_data: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match=r"train\.amp = 'fp16' needs a CUDA device.*bf16"):
         train(cfg, progress=False)
     cfg = tiny_config(tiny_data, tmp_path, "train.steps=1", "train.amp=fp8")
-    with pytest.raises(ConfigError, match="expected one of none, bf16, fp16"):
+    with pytest.raises(ConfigError, match="expected one of auto, none, bf16, fp16"):
         train(cfg, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
 
@@ -122,3 +122,38 @@ def test_fp16_loss_scale_is_checkpointed_and_restored(tiny_data: Path, tmp_path:
     assert resumed["losses"] == pytest.approx(straight["losses"][2:], rel=1e-3)
     a, b = load_checkpoint(straight["checkpoint"]), load_checkpoint(resumed["checkpoint"])
     assert a["scaler"] == b["scaler"]
+
+
+def test_amp_auto_picks_what_the_hardware_runs(monkeypatch):
+    import atrous.training.optim as optim
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(optim, "bf16_autocast_supported", lambda device: False)
+    assert optim.resolve_amp("auto", cpu) == "none"  # no AVX512-BF16 / AMX: fp32
+    monkeypatch.setattr(optim, "bf16_autocast_supported", lambda device: True)
+    assert optim.resolve_amp("auto", cpu) == "bf16"
+    assert optim.resolve_amp("none", cpu) == "none"  # an explicit choice stays
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert optim.resolve_amp("auto", torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert optim.resolve_amp("auto", torch.device("cuda")) == "bf16"
+
+
+def test_amp_auto_without_bf16_trains_in_fp32(tiny_data: Path, tmp_path: Path, monkeypatch):
+    import atrous.training.optim as optim
+
+    seen = []
+    real = optim.autocast
+    monkeypatch.setattr(optim, "bf16_autocast_supported", lambda device: False)
+
+    def recording(amp, device):
+        seen.append(amp)
+        return real(amp, device)
+
+    import atrous.training.loop as loop
+
+    monkeypatch.setattr(loop, "autocast", recording)
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=2", "data.val_split=null")
+    assert cfg.train.amp == "auto"  # the default
+    train(cfg, progress=False)
+    assert seen == ["none", "none"]

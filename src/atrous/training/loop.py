@@ -39,7 +39,7 @@ from ..metrics import write_json
 from ..models.spec import ModelSpec
 from .distributed import WorldInfo, all_reduce_sum, barrier, cleanup, global_mean, init_distributed
 from .losses import kept_pixel_count, mining_fraction, segmentation_loss
-from .optim import autocast, check_amp, freeze_batchnorm, param_groups
+from .optim import autocast, check_amp, freeze_batchnorm, param_groups, resolve_amp
 from .runlog import LOG_NAME, RunLog
 from .sampler import SeededItems, StepSampler
 from .schedules import poly_lr
@@ -66,6 +66,7 @@ class _Run:
     scaler: torch.amp.GradScaler
     start: int
     checkpoint: Path
+    amp: str  # the mixed precision that runs: "none", "bf16" or "fp16" ("auto" resolved)
 
     def snapshot(self, step: int) -> dict[str, Any]:
         """The checkpoint at ``step``: the training state, the recipe and what inference needs."""
@@ -148,6 +149,8 @@ def _setup(
     if world.distributed and device.type == "cuda":  # Gloo/CPU has no SyncBatchNorm
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if t.bn_momentum is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -158,7 +161,8 @@ def _setup(
         param_groups(model, t.lr, t.weight_decay, t.head_lr_mult), lr=t.lr, momentum=t.momentum
     )
     scheduler = poly_lr(optimizer, t.steps, t.poly_power, t.warmup_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+    amp = resolve_amp(t.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     checkpoint = Path(t.out_dir) / CHECKPOINT_NAME
     start = restore(checkpoint, model, optimizer, scheduler, scaler, device) if resume else 0
     net: nn.Module = model
@@ -167,7 +171,7 @@ def _setup(
         net = DistributedDataParallel(model, device_ids=ids)
     return _Run(
         cfg, world, device, train_set, val_set, spec, model, net,
-        optimizer, scheduler, scaler, start, checkpoint,
+        optimizer, scheduler, scaler, start, checkpoint, amp,
     )  # fmt: skip
 
 
@@ -203,11 +207,13 @@ def _train_step(run: _Run, batches: Any, step: int) -> Tensor:
     for micro in range(t.accumulate):  # micro-batches: gradients add up to one step
         images, masks = next(batches)
         images = images.to(run.device, non_blocking=True)
+        if t.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         masks = masks.to(run.device, non_blocking=True)
         last = micro + 1 == t.accumulate  # DDP all-reduces only the last micro-batch
         sync = contextlib.nullcontext() if last or not world.distributed else run.net.no_sync()
         with sync:
-            with autocast(t.amp, run.device):
+            with autocast(run.amp, run.device):
                 loss = segmentation_loss(
                     run.net(images),
                     masks,

@@ -82,6 +82,7 @@ def pixel_loss(
     scales each pixel's loss by its target class's weight (the mean is then over the kept
     pixels, unweighted, as in the TF reference).
     """
+    logits = logits.float()  # the loss and the mining in fp32, also under autocast
     weight = None
     if class_weights is not None:
         weight = torch.as_tensor(class_weights, dtype=logits.dtype, device=logits.device)
@@ -90,7 +91,12 @@ def pixel_loss(
     losses = F.cross_entropy(
         logits, target, weight=weight, ignore_index=ignore_index, reduction="none"
     )
-    losses = losses[target != ignore_index]
+    valid = target != ignore_index
+    if top_k_percent >= 1.0:
+        # Sum over the valid pixels / their count, without moving the count to the host (no
+        # per-step sync); ignored pixels already have loss 0. All-ignore batches give 0.
+        return losses.sum() / valid.sum().clamp_min(1)
+    losses = losses[valid]
     if losses.numel() == 0:
         return logits.sum() * 0.0  # a batch of only ignore pixels: zero loss, graph kept
     k = kept_pixel_count(losses.numel(), top_k_percent)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..inference.fast import bf16_autocast_supported
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,9 +50,20 @@ def freeze_batchnorm(model: nn.Module) -> None:
             module.requires_grad_(False)
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``"auto"``: bf16 autocast where the hardware runs it natively (a CPU with AVX512-BF16 or
+    AMX, checked at run time; a CUDA GPU with bf16), fp16 on older CUDA GPUs, fp32 elsewhere.
+    Other values are returned as they are."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if bf16_autocast_supported(device) else "none"
+
+
 def check_amp(amp: str, device: torch.device) -> None:
-    if amp not in AMP_DTYPES:
-        raise ConfigError(f"train.amp = {amp!r}: expected one of {', '.join(AMP_DTYPES)}")
+    if amp != "auto" and amp not in AMP_DTYPES:
+        raise ConfigError(f"train.amp = {amp!r}: expected one of auto, {', '.join(AMP_DTYPES)}")
     if amp == "fp16" and device.type != "cuda":
         raise ConfigError(
             f"train.amp = 'fp16' needs a CUDA device, but training runs on {device.type}: "
