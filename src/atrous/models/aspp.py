@@ -65,12 +65,15 @@ class ASPP(nn.Module):
         output_stride: int = 16,
         separable: bool = False,
         dropout: float = 0.1,
+        depthwise_bn: bool = True,
     ) -> None:
         super().__init__()
         self.rates_at_os16 = tuple(rates_at_os16)
         self.branches = nn.ModuleList([conv_bn_relu(in_channels, out_channels, 1)])
         for _ in rates_at_os16:
-            self.branches.append(conv3x3(in_channels, out_channels, separable=separable))
+            self.branches.append(
+                conv3x3(in_channels, out_channels, separable=separable, depthwise_bn=depthwise_bn)
+            )
         self.pooling = ImagePooling(in_channels, out_channels)
         self.project = nn.Sequential(
             conv_bn_relu((len(rates_at_os16) + 2) * out_channels, out_channels, 1),

@@ -25,12 +25,18 @@ class DeepLabV3PlusDecoder(nn.Module):
         low_level_projection: int = 48,
         channels: int = 256,
         separable: bool = True,
+        depthwise_bn: bool = True,
     ) -> None:
         super().__init__()
         self.reduce = conv_bn_relu(low_level_channels, low_level_projection, 1)
         self.fuse = nn.Sequential(
-            conv3x3(in_channels + low_level_projection, channels, separable=separable),
-            conv3x3(channels, channels, separable=separable),
+            conv3x3(
+                in_channels + low_level_projection,
+                channels,
+                separable=separable,
+                depthwise_bn=depthwise_bn,
+            ),
+            conv3x3(channels, channels, separable=separable, depthwise_bn=depthwise_bn),
         )
         self.out_channels = channels
         self.align_corners = False  # the model's resize convention, set by DeepLab

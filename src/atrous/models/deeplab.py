@@ -11,6 +11,7 @@ from .aspp import ASPP, ASPP_RATES, TORCHVISION_ASPP_DROPOUT, ASPPv2
 from .backbones import VGG16, MobileNetV2, resnet50, resnet101, xception41, xception65, xception71
 from .backbones._stride import check_output_stride
 from .decoders import DeepLabV3PlusDecoder
+from .init import initialise
 from .largefov import LargeFOV
 from .layers import conv_bn_relu
 from .network import DeepLab
@@ -74,6 +75,8 @@ def deeplabv3plus(
     atrous_rates: Sequence[int] = ASPP_RATES[16],
     backbone_weights: str | None = None,
     low_level: str = "block",
+    depthwise_bn: bool = True,
+    init: str = "torch",
     align_corners: bool = False,
 ) -> DeepLab:
     """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features (MobileNetV2's
@@ -82,7 +85,9 @@ def deeplabv3plus(
     ``low_level`` (MobileNetV2 only) picks the OS4 tap: ``"block"``, the 24-channel output of
     ``features[3]`` (torchvision-based libraries); ``"depthwise"``, the 144-channel expanded
     depthwise output inside it, the TF reference's ``layer_4/depthwise_output`` (use it for
-    TF-converted weights).
+    TF-converted weights). ``depthwise_bn=False`` drops the BN + ReLU the paper puts after each
+    depthwise conv of ASPP and decoder (an ablation). ``init`` initialises the convs not loaded
+    from published weights (:mod:`.init`: ``"torch"`` default, ``"he"`` fan-out).
 
     ``separable`` uses depthwise-separable convs in ASPP and decoder, as the paper does.
     ``width_mult`` scales the backbone's channels and ``channels`` the ASPP/decoder width
@@ -102,11 +107,17 @@ def deeplabv3plus(
         atrous_rates,
         output_stride=output_stride,
         separable=separable,
+        depthwise_bn=depthwise_bn,
     )
     decoder = DeepLabV3PlusDecoder(
-        net.feature_channels["os4"], channels, channels=channels, separable=separable
+        net.feature_channels["os4"],
+        channels,
+        channels=channels,
+        separable=separable,
+        depthwise_bn=depthwise_bn,
     )
     classifier = nn.Conv2d(channels, num_classes, 1)
+    initialise([aspp, decoder] + ([] if backbone_weights else [net]), init)
     return DeepLab(
         net, aspp, classifier, decoder, num_classes=num_classes, align_corners=align_corners
     )
