@@ -79,7 +79,15 @@ def _predict(args: argparse.Namespace) -> int:
     loaded = load(args.checkpoint, checkpoint_only=True)
     refine = chain(list(_refiners(args, loaded.state.get("config")).values()))
     predictor = loaded.predictor(device=args.device, refine=refine, **_predictor_options(args))
-    written = predict_to_files(predictor, find_images(args.inputs), args.out)
+    if args.save_attention and not hasattr(loaded.model, "attention_maps"):
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"--save-attention: {args.checkpoint} was not trained with model.scale_attention"
+        )
+    written = predict_to_files(
+        predictor, find_images(args.inputs), args.out, attention=args.save_attention
+    )
     print(f"wrote {len(written)} masks and overlays to {args.out}")
     if written.failed:
         print(f"atrous predict: {len(written.failed)} image(s) not read:", file=sys.stderr)
@@ -279,6 +287,11 @@ def _predict_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--save-attention",
+        action="store_true",
+        help="also write <stem>_attention_<scale>.png: each scale's weight (attention to scale)",
+    )
     _inference_args(p)
     _refine_args(p)
     p.add_argument("--device", default="auto")

@@ -65,6 +65,9 @@ class ModelConfig:
     # CRF-as-RNN (Zheng et al., 2015): a learnable dense CRF layer on the logits, trained end
     # to end; its kernel widths and starting weights are refine.crf's.
     dense_crf: bool = False
+    # Attention to scale (Chen et al., CVPR 2016) / v2 MSC: null (off), true (the paper's
+    # scales 1, 0.75, 0.5 merged by attention) or {scales: [...], merge: attention|max|avg}.
+    scale_attention: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # the builder's keyword arguments
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -73,17 +76,19 @@ class ModelConfig:
         name: str = "deeplabv3plus",
         domain_transform: bool = False,
         dense_crf: bool = False,
+        scale_attention: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
         sources: dict[str, str] | None = None,
         **builder_options: Any,
     ) -> None:
         self.name, self.domain_transform, self.dense_crf = name, domain_transform, dense_crf
+        self.scale_attention = scale_attention
         self.options = {**(options or {}), **builder_options}
         self.sources = dict(sources or {})
 
     def __getattr__(self, key: str) -> Any:
         """A builder option: the recipe's value, else the builder's default."""
-        if key.startswith("_") or key in ("name", "options", "sources"):
+        if key.startswith("_") or key in ("name", "options", "sources", "scale_attention"):
             raise AttributeError(key)
         if key in self.options:
             return self.options[key]
@@ -109,8 +114,8 @@ class ModelConfig:
         """Equal when they build the same model (an option at its default = left out)."""
         if not isinstance(other, ModelConfig):
             return NotImplemented
-        same = (self.name, self.domain_transform, self.dense_crf)
-        if same != (other.name, other.domain_transform, other.dense_crf):
+        same = (self.name, self.domain_transform, self.dense_crf, self.scale_attention)
+        if same != (other.name, other.domain_transform, other.dense_crf, other.scale_attention):
             return False
         return self.resolved() == other.resolved()
 
@@ -203,6 +208,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key, source)
     sequence = isinstance(value, (list, tuple))
+    if origin is dict and isinstance(value, dict):
+        return dict(value)
     if origin in (collections.abc.Sequence, list) and sequence:  # Sequence[T] / list[T]
         return tuple(_coerce(v, args[0], key, source) for v in value) if args else tuple(value)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis and sequence:  # tuple[T, ...]
@@ -234,6 +241,8 @@ def _update(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
     names = [f.name for f in dataclasses.fields(obj) if f.name not in ("options", "sources")]
     for key, value in values.items():
         path = f"{prefix}{key}"
+        if isinstance(obj, ModelConfig) and key == "scale_attention" and isinstance(value, bool):
+            value = {} if value else None  # true: the paper's settings
         if isinstance(obj, ModelConfig) and key not in names:  # a builder option
             obj.options[key] = value
             obj.sources[key] = source
@@ -289,6 +298,13 @@ def model_spec(cfg: Config, num_classes: int) -> ModelSpec:
     """The :class:`~atrous.models.ModelSpec` a recipe trains: its builder options with the data
     set's ``num_classes``, and the wrappers it switches on with their ``refine:`` settings."""
     wrappers: list[tuple[str, dict[str, Any]]] = []
+    if cfg.model.scale_attention is not None:
+        if cfg.model.domain_transform:
+            raise ConfigError(
+                "model.scale_attention and model.domain_transform cannot be combined (DT-EdgeNet "
+                "reads one scale's backbone features)"
+            )
+        wrappers.append(("scale_attention", dict(cfg.model.scale_attention)))
     if cfg.model.domain_transform:
         wrappers.append(("domain_transform", dataclasses.asdict(cfg.refine.domain_transform)))
     if cfg.model.dense_crf:

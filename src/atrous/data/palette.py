@@ -37,3 +37,19 @@ def overlay(
         (np.asarray(mask) > 0)[..., None], (1 - alpha) * image + alpha * colours, image
     )
     return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+
+
+# Anchor colours of a dark-blue -> green -> yellow ramp (after viridis). matplotlib is not a
+# dependency, and five anchors interpolated are enough for a weight map.
+_HEAT = np.array(
+    [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], dtype=np.float64
+)
+
+
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """An ``HxW`` array of weights in [0, 1] -> an ``HxWx3`` uint8 colour image (0 dark blue,
+    1 yellow), e.g. the per-scale weights of attention to scale."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0) * (len(_HEAT) - 1)
+    low = np.floor(v).astype(np.int64).clip(0, len(_HEAT) - 2)
+    t = (v - low)[..., None]
+    return ((1 - t) * _HEAT[low] + t * _HEAT[low + 1]).round().astype(np.uint8)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..data import IMAGE_SUFFIXES
 from ..data.info import DatasetInfo
-from ..data.palette import overlay, voc_colormap
+from ..data.palette import heatmap, overlay, voc_colormap
 from ..errors import DataError
 from .predictor import Predictor, to_image_tensor
 
@@ -77,10 +77,40 @@ class WrittenFiles:
         return self.pairs[index]
 
 
+def save_attention(
+    predictor: Predictor, image: torch.Tensor, out_dir: str | Path, stem: str
+) -> list[Path]:
+    """Write ``<stem>_attention_<scale>.png``: heatmaps of the weight each scale gets per pixel
+    (attention to scale: which scale each object came from). The model must have
+    ``attention_maps`` (:class:`~atrous.models.ScaleAttentionDeepLab`)."""
+    model = predictor.model
+    if not hasattr(model, "attention_maps"):
+        raise ValueError(
+            f"{type(model).__name__} has no attention maps (train with model.scale_attention)"
+        )
+    x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
+    with torch.inference_mode():
+        maps = model.attention_maps(x)[0].float().cpu().numpy()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for scale, weights in zip(model.scales, maps, strict=True):
+        path = out_dir / f"{stem}_attention_{scale:.2f}.png"
+        Image.fromarray(heatmap(weights)).save(path)
+        paths.append(path)
+    return paths
+
+
 def predict_to_files(
-    predictor: Predictor, paths: list[Path], out_dir: str | Path, *, progress: bool = True
+    predictor: Predictor,
+    paths: list[Path],
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    attention: bool = False,
 ) -> WrittenFiles:
-    """Predict each image file and write its palette PNG and overlay into ``out_dir``.
+    """Predict each image file and write its palette PNG and overlay into ``out_dir`` (and,
+    with ``attention``, its per-scale attention heatmaps, :func:`save_attention`).
 
     An unreadable image does not stop the others: it is listed in ``failed`` with the reason.
     """
@@ -98,4 +128,6 @@ def predict_to_files(
                 labels, image.permute(1, 2, 0).numpy(), out_dir, path.stem, predictor.info
             )
         )
+        if attention:
+            save_attention(predictor, image, out_dir, path.stem)
     return result

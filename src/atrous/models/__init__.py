@@ -2,6 +2,7 @@
 
 from .convert import from_torchvision
 from .convert_timm import from_timm
+from .decoders import DECODERS, BilinearAdditiveUpsample
 from .deeplab import (
     BACKBONES,
     MODELS,
@@ -13,10 +14,14 @@ from .deeplab import (
     deeplabv3plus,
     mobile_deeplabv3,
 )
+from .scale_attention import ScaleAttentionDeepLab, with_scale_attention
+from .spec import WRAPPERS, ModelSpec
 from .summary import ModelSummary, summary
 
 __all__ = [
     "BACKBONES",
+    "BilinearAdditiveUpsample",
+    "DECODERS",
     "MODELS",
     "ModelSummary",
     "DeepLab",
@@ -28,5 +33,9 @@ __all__ = [
     "from_timm",
     "from_torchvision",
     "mobile_deeplabv3",
+    "ModelSpec",
+    "ScaleAttentionDeepLab",
+    "WRAPPERS",
     "summary",
+    "with_scale_attention",
 ]

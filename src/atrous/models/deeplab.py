@@ -76,6 +76,8 @@ def deeplabv3plus(
     backbone_weights: str | None = None,
     low_level: str = "block",
     depthwise_bn: bool = True,
+    decoder: str = "deeplabv3plus",
+    decoder_residual: bool = False,
     init: str = "torch",
     align_corners: bool = False,
 ) -> DeepLab:
@@ -88,6 +90,11 @@ def deeplabv3plus(
     TF-converted weights). ``depthwise_bn=False`` drops the BN + ReLU the paper puts after each
     depthwise conv of ASPP and decoder (an ablation). ``init`` initialises the convs not loaded
     from published weights (:mod:`.init`: ``"torch"`` default, ``"he"`` fan-out).
+
+    ``decoder`` chooses how the encoder output reaches the OS4 features before the fusion
+    convs: ``"deeplabv3plus"`` (bilinear, the paper), or x2 stages of "The Devil is in the
+    Decoder" (Wojna et al., 2017): ``"bilinear_additive"``, ``"depth_to_space"``,
+    ``"transposed"``; ``decoder_residual`` adds their residual-like connection.
 
     ``separable`` uses depthwise-separable convs in ASPP and decoder, as the paper does.
     ``width_mult`` scales the backbone's channels and ``channels`` the ASPP/decoder width
@@ -109,17 +116,20 @@ def deeplabv3plus(
         separable=separable,
         depthwise_bn=depthwise_bn,
     )
-    decoder = DeepLabV3PlusDecoder(
+    fusion = DeepLabV3PlusDecoder(
         net.feature_channels["os4"],
         channels,
         channels=channels,
         separable=separable,
         depthwise_bn=depthwise_bn,
+        upsampling=decoder,
+        residual=decoder_residual,
+        factor=output_stride // 4,
     )
     classifier = nn.Conv2d(channels, num_classes, 1)
-    initialise([aspp, decoder] + ([] if backbone_weights else [net]), init)
+    initialise([aspp, fusion] + ([] if backbone_weights else [net]), init)
     return DeepLab(
-        net, aspp, classifier, decoder, num_classes=num_classes, align_corners=align_corners
+        net, aspp, classifier, fusion, num_classes=num_classes, align_corners=align_corners
     )
 
 

@@ -84,12 +84,33 @@ class DeepLab(nn.Module):
 
         This is the network itself, without :meth:`pad`: give it inputs of an exact size (or
         accept the drift described in :mod:`.align`)."""
+        logits, _, features = self._parts(x)
+        logits = F.interpolate(
+            logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners
+        )
+        return logits, features
+
+    def forward_head(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits at the classifier's resolution (not upsampled) and the features the
+        classifier reads: the "penultimate" features attention to scale looks at. For v1/v2,
+        whose heads give logits directly, those are the backbone's output features. Like
+        :meth:`forward_with_features`, the network itself (no padding)."""
+        logits, penultimate, _ = self._parts(x)
+        return logits, penultimate
+
+    @property
+    def penultimate_channels(self) -> int:
+        """Channels of :meth:`forward_head`'s features."""
+        if isinstance(self.classifier, nn.Identity):
+            return self.backbone.feature_channels["out"]
+        first = next(m for m in self.classifier.modules() if isinstance(m, nn.Conv2d))
+        return first.in_channels
+
+    def _parts(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         features = self.backbone(x)
         y = self.head(features["out"])
         if self.decoder is not None:
             y = self.decoder(y, features["os4"])
         logits = self.classifier(y)
-        logits = F.interpolate(
-            logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners
-        )
-        return logits, features
+        penultimate = features["out"] if isinstance(self.classifier, nn.Identity) else y
+        return logits, penultimate, features

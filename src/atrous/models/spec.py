@@ -16,8 +16,10 @@ from ..errors import ConfigError
 from .crf_as_rnn import with_dense_crf
 from .deeplab import MODELS
 from .domain_transform import with_domain_transform
+from .scale_attention import with_scale_attention
 
 WRAPPERS: dict[str, Callable[..., nn.Module]] = {
+    "scale_attention": with_scale_attention,  # attention to scale / v2 MSC (Chen et al., 2016)
     "domain_transform": with_domain_transform,  # DT-EdgeNet (Chen et al., CVPR 2016)
     "dense_crf": with_dense_crf,  # CRF-as-RNN (Zheng et al., 2015)
 }
@@ -114,7 +116,7 @@ class ModelSpec:
         """Read :meth:`to_dict`'s output; also the spec dicts of checkpoints written before
         ``ModelSpec`` (``domain_transform`` / ``dense_crf`` settings beside ``kwargs``)."""
         wrappers = [(str(n), dict(k)) for n, k in data.get("wrappers", [])]
-        for legacy in WRAPPERS:
+        for legacy in ("domain_transform", "dense_crf"):
             if data.get(legacy):
                 wrappers.append((legacy, dict(data[legacy])))
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data["kwargs"].items()}
