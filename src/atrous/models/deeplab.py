@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -11,6 +12,7 @@ from .aspp import ASPP, ASPP_RATES, TORCHVISION_ASPP_DROPOUT, ASPPv2
 from .backbones import VGG16, MobileNetV2, resnet50, resnet101, xception41, xception65, xception71
 from .backbones._stride import check_output_stride
 from .decoders import DeepLabV3PlusDecoder
+from .dpc import DensePredictionCell
 from .init import initialise
 from .largefov import LargeFOV
 from .layers import conv_bn_relu
@@ -78,6 +80,8 @@ def deeplabv3plus(
     depthwise_bn: bool = True,
     decoder: str = "deeplabv3plus",
     decoder_residual: bool = False,
+    head: str = "aspp",
+    dpc_cell: str | Sequence[Mapping[str, Any]] | None = None,
     init: str = "torch",
     align_corners: bool = False,
 ) -> DeepLab:
@@ -108,13 +112,15 @@ def deeplabv3plus(
     net = _backbone(
         backbone, output_stride, width_mult, low_level=low_level, weights=backbone_weights
     )
-    aspp = ASPP(
+    aspp = _head(
+        head,
         net.feature_channels["out"],
         channels,
         atrous_rates,
         output_stride=output_stride,
         separable=separable,
         depthwise_bn=depthwise_bn,
+        dpc_cell=dpc_cell,
     )
     fusion = DeepLabV3PlusDecoder(
         net.feature_channels["os4"],
@@ -146,6 +152,8 @@ def deeplabv3(
     backbone_weights: str | None = None,
     weights: str | None = None,
     torchvision_head: bool = False,
+    head: str = "aspp",
+    dpc_cell: str | Sequence[Mapping[str, Any]] | None = None,
     align_corners: bool = False,
 ) -> DeepLab:
     """DeepLabv3 (Chen et al., 2017): backbone + ASPP (plain 3x3 convs) + 1x1 classifier.
@@ -161,6 +169,7 @@ def deeplabv3(
     classes) and builds its network: output stride 8 (where torchvision measures its 66.4 /
     67.4 mIoU) unless ``output_stride`` is given, and ``torchvision_head`` (torchvision's head:
     ASPP dropout 0.5 and an extra 3x3 conv-BN-ReLU before the 1x1 classifier).
+    ``head="dpc"`` replaces ASPP with a Dense Prediction Cell (``dpc_cell``, as for v3+).
     """
     if weights is not None:
         _check_torchvision_coco(
@@ -183,12 +192,14 @@ def deeplabv3(
         extra_blocks=extra_blocks,
         weights=backbone_weights,
     )
-    aspp = ASPP(
+    aspp = _head(
+        head,
         net.feature_channels["out"],
         channels,
         atrous_rates,
         output_stride=output_stride,
         dropout=TORCHVISION_ASPP_DROPOUT if torchvision_head else 0.1,
+        dpc_cell=dpc_cell,
     )
     classifier: nn.Module = nn.Conv2d(channels, num_classes, 1)
     if torchvision_head:
@@ -197,6 +208,30 @@ def deeplabv3(
     if weights is not None:
         model.load_state_dict(torchvision_coco(backbone).state_dict())
     return model
+
+
+def _head(
+    kind: str,
+    in_channels: int,
+    channels: int,
+    atrous_rates: Sequence[int],
+    *,
+    output_stride: int,
+    dpc_cell: str | Sequence[Mapping[str, Any]] | None = None,
+    **aspp_options: Any,
+) -> nn.Module:
+    """The multi-scale head on the backbone features: ``"aspp"`` (v3) or ``"dpc"``."""
+    if kind == "aspp":
+        if dpc_cell is not None:
+            raise ValueError("dpc_cell needs head='dpc'")
+        return ASPP(
+            in_channels, channels, atrous_rates, output_stride=output_stride, **aspp_options
+        )
+    if kind == "dpc":
+        return DensePredictionCell(
+            in_channels, dpc_cell, channels=channels, output_stride=output_stride
+        )
+    raise ValueError(f"unknown head {kind!r}; available: 'aspp', 'dpc'")
 
 
 def _check_torchvision_coco(weights: str, **options: object) -> None:
