@@ -85,6 +85,8 @@ def test_every_wrapper_is_in_the_battery() -> None:
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_logits_at_odd_input_sizes(name: str, output_stride: int) -> None:
     model = NETWORKS[name]().eval()
+    if output_stride not in model.output_strides:
+        pytest.skip(f"{name} runs at output strides {model.output_strides} only")
     model.set_output_stride(output_stride)
     assert model.output_stride == output_stride and model.num_classes == 3
     with torch.no_grad():
@@ -138,6 +140,8 @@ def test_output_stride_round_trip(name: str) -> None:
     x = torch.randn(1, 3, 33, 47)
     start = model.output_stride
     other = 16 if start == 8 else 8
+    if other not in model.output_strides:
+        pytest.skip(f"{name} runs at output strides {model.output_strides} only")
     with torch.no_grad():
         before = model(x)
         model.set_output_stride(other)
@@ -195,6 +199,8 @@ def test_set_output_stride_matches_a_fresh_build(name: str) -> None:
     the same weights (backbone strides become rates, head rates scale)."""
     model = _randomize_bn(small(name)).eval()
     other = 16 if model.output_stride == 8 else 8
+    if other not in model.output_strides:
+        pytest.skip(f"{name} runs at output strides {model.output_strides} only")
     fresh = small(name, output_stride=other).eval()
     fresh.load_state_dict(model.state_dict())
     model.set_output_stride(other)

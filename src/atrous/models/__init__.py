@@ -1,5 +1,6 @@
 """Models: ``[N,3,H,W]`` images -> ``[N,K,H,W]`` logits."""
 
+from .auto_deeplab import auto_deeplab
 from .convert import from_torchvision
 from .convert_timm import from_timm
 from .decoders import DECODERS, BilinearAdditiveUpsample
@@ -25,6 +26,7 @@ __all__ = [
     "MODELS",
     "ModelSummary",
     "DeepLab",
+    "auto_deeplab",
     "build_model",
     "deeplabv1",
     "deeplabv2",

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from .aspp import ASPP, ASPP_RATES, TORCHVISION_ASPP_DROPOUT, ASPPv2
+from .auto_deeplab import auto_deeplab
 from .backbones import VGG16, MobileNetV2, resnet50, resnet101, xception41, xception65, xception71
 from .backbones._stride import check_output_stride
 from .decoders import DeepLabV3PlusDecoder
@@ -326,6 +327,7 @@ def mobile_deeplabv3(
 
 
 MODELS: dict[str, Callable[..., DeepLab]] = {
+    "auto_deeplab": auto_deeplab,
     "deeplabv1": deeplabv1,
     "deeplabv2": deeplabv2,
     "deeplabv3": deeplabv3,

@@ -60,6 +60,12 @@ class DeepLab(nn.Module):
     def output_stride(self) -> int:
         return self.backbone.output_stride
 
+    @property
+    def output_strides(self) -> tuple[int, ...]:
+        """The output strides :meth:`set_output_stride` takes (8, 16, 32 for the atrous
+        backbones; a searched network's path fixes its own)."""
+        return tuple(getattr(self.backbone, "output_strides", (8, 16, 32)))
+
     def set_output_stride(self, output_stride: int) -> None:
         """Evaluate at another output stride with the same weights (v3 paper, Sec. 4.1):
         backbone strides become atrous rates and ASPP rates scale with them."""
@@ -75,8 +81,11 @@ class DeepLab(nn.Module):
         return crop_to(self.forward_with_features(self.pad(x))[0], height, width)
 
     def pad(self, x: Tensor) -> Tensor:
-        """``x`` padded (bottom/right, 0 = the mean pixel) to this model's next exact size."""
-        return pad_to_exact(x, self.output_stride, align_corners=self.align_corners)
+        """``x`` padded (bottom/right, 0 = the mean pixel) to this model's next exact size: for
+        its coarsest feature map (``backbone.max_stride``, e.g. Auto-DeepLab's OS32 cells on an
+        OS8 network), else its output stride."""
+        stride = getattr(self.backbone, "max_stride", self.output_stride)
+        return pad_to_exact(x, stride, align_corners=self.align_corners)
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Logits at input size and the backbone's features dict, for heads that tap the

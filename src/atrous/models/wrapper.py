@@ -20,5 +20,9 @@ class WrappedModel(nn.Module):
     def output_stride(self) -> int:
         return self.model.output_stride
 
+    @property
+    def output_strides(self) -> tuple[int, ...]:
+        return self.model.output_strides
+
     def set_output_stride(self, output_stride: int) -> None:
         self.model.set_output_stride(output_stride)

@@ -202,6 +202,9 @@ def _train_step(run: _Run, batches: Any, step: int) -> Tensor:
     batch as a 0-d tensor (read on the host only when it is logged)."""
     t, world = run.cfg.train, run.world
     top_k = mining_fraction(step, t.top_k_percent, t.hard_mining_steps)
+    for module in run.model.modules():  # ScheduledDropPath (Auto-DeepLab) follows the step
+        if hasattr(module, "set_drop_path_progress"):
+            module.set_drop_path_progress(step / t.steps)
     run.optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=run.device)
     for micro in range(t.accumulate):  # micro-batches: gradients add up to one step
