@@ -10,6 +10,26 @@ from typing import Any
 from .errors import AtrousError
 
 
+def _search(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .training.search import search
+
+    result = search(load_config(args.config, args.set))
+    arch = result["architecture"]
+    strides = " ".join(str(4 * 2**level) for level in arch["path"])
+    print(f"path (output stride per layer): {strides}")
+    blocks = [
+        f"{arch['cell']['operations'][i]}({arch['cell']['inputs'][i]})"
+        for i in range(len(arch["cell"]["operations"]))
+    ]
+    print("cell: " + ", ".join(blocks))
+    print(
+        f"searched in {result['seconds']:.0f} s, peak memory {result['peak_memory_mb']:.0f} MiB; "
+        f"wrote {result['path']} and {result['picture']}"
+    )
+    print(f"train it: --set model.name=auto_deeplab model.architecture={result['path']}")
+
+
 def _train(args: argparse.Namespace) -> None:
     from .config import load_config
     from .training import train
@@ -240,6 +260,17 @@ def _train_parser(sub: Any) -> None:
     p.set_defaults(run=_train)
 
 
+def _search_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search an Auto-DeepLab architecture (network path and cell) on a data set",
+        description="Auto-DeepLab's bi-level search; writes architecture.json and a picture.",
+    )
+    p.add_argument("--config", required=True, help="YAML recipe with data/search sections")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override values")
+    p.set_defaults(run=_search)
+
+
 def _eval_parser(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
@@ -353,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
+    _search_parser(sub)
     _eval_parser(sub)
     _crf_search_parser(sub)
     _predict_parser(sub)

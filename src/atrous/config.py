@@ -192,11 +192,31 @@ class RefineConfig:
 
 
 @dataclass
+class SearchConfig:
+    """Auto-DeepLab's search (``atrous search``); defaults are the paper's (Sec. 3.3): 12 layers,
+    F = 8, weights by SGD with cosine LR 0.025 -> 0.001 and weight decay 3e-4, alpha/beta by Adam
+    (LR 3e-3, weight decay 1e-3) only after the first half (epoch 20 of 40), batch 2."""
+
+    layers: int = 12
+    filters: int = 8
+    steps: int = 1000  # weight updates; alpha/beta updates run beside them after arch_start
+    arch_start: float = 0.5  # share of the steps before alpha/beta start to move
+    batch_size: int = 2
+    lr: float = 0.025
+    min_lr: float = 0.001
+    weight_decay: float = 3e-4
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
@@ -206,9 +226,14 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, source)
+        for alternative in inner[:-1]:  # the first alternative the value fits
+            try:
+                return _coerce(value, alternative, key, source)
+            except ConfigError:
+                continue
+        return _coerce(value, inner[-1], key, source)
     sequence = isinstance(value, (list, tuple))
-    if origin is dict and isinstance(value, dict):
+    if origin in (dict, collections.abc.Mapping) and isinstance(value, dict):
         return dict(value)
     if origin in (collections.abc.Sequence, list) and sequence:  # Sequence[T] / list[T]
         return tuple(_coerce(v, args[0], key, source) for v in value) if args else tuple(value)
