@@ -3,10 +3,11 @@
 Run by hand (seconds):  python benchmarks/heads.py
 The paper's Params column counts the heads' atrous branches only (conv weights, no projection,
 no BN; for ASPP the three 3x3 separable branches, without the 1x1 and image-pooling ones): that
-is "branches" here (MobileNetV2's ASPP: 3 * (320 * 9 + 320 * 256) = 0.25M, as in the paper). "head" is the whole module (projection and BN included). MAdds are at
-769x769 (Cityscapes): the head on its OS16 features, and the whole DeepLabv3+ model (decoder OS4,
-19 classes). The paper's MAdds are not reproducible from its text (input size and counting rules
-unstated), so only its parameters are compared. Writes benchmarks/results/heads.md.
+is "branches" here (MobileNetV2's ASPP: 3 * (320 * 9 + 320 * 256) = 0.25M, as in the paper).
+"head" is the whole module (projection and BN included). MAdds are at 769x769 (Cityscapes): the
+head on its OS16 features, and the whole DeepLabv3+ model (decoder OS4, 19 classes). The paper's
+MAdds are not reproducible from its text (input size and counting rules unstated), so only its
+parameters are compared. Writes benchmarks/results/heads.md.
 """
 
 from __future__ import annotations
