@@ -30,7 +30,7 @@ def test_logits_at_input_size(output_stride, size):
 
 def test_paper_widths_and_rates():
     model = deeplabv3plus(num_classes=21)
-    assert model.backbone.feature_channels == {"os4": 24, "out": 320}
+    assert model.backbone.feature_channels == {"os4": 24, "os8": 32, "out": 320}
     assert model.head.rates == (6, 12, 18)
     assert model.decoder.reduce[0].out_channels == 48  # v3+ low-level projection
     assert model.head.out_channels == 256 and model.decoder.out_channels == 256

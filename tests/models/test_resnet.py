@@ -33,7 +33,7 @@ def test_torchvision_resnet50_weights_load_and_agree():
         features = ours(x)
     assert torch.allclose(features["os4"], low, atol=1e-5)
     assert torch.allclose(features["out"], out, atol=1e-5)
-    assert ours.feature_channels == {"os4": 256, "out": 2048}
+    assert ours.feature_channels == {"os4": 256, "os8": 512, "out": 2048}
 
 
 @pytest.mark.parametrize(

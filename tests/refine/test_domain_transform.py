@@ -155,7 +155,7 @@ def test_forward_with_features_matches_forward() -> None:
         # network itself, so it matches on the padded input.
         logits, features = model.forward_with_features(model.pad(x))
         torch.testing.assert_close(model(x), logits[..., :33, :33], rtol=0, atol=0)
-    assert set(features) == {"os4", "out"} and logits.shape == (1, 3, 48, 48)
+    assert set(features) == {"os4", "os8", "out"} and logits.shape == (1, 3, 48, 48)
 
 
 def test_edgenet_shape_and_range() -> None:

@@ -247,6 +247,7 @@ def with_domain_transform(
 ) -> DomainTransformDeepLab:
     """Wrap ``model`` as DT-EdgeNet: an EdgeNet on all its backbone's features (``edge_channels``
     wide) and a domain transform (``iterations`` = 3 as in the paper) on its logits."""
-    edgenet = EdgeNet(model.backbone.feature_channels, channels=edge_channels)
+    taps = {k: v for k, v in model.backbone.feature_channels.items() if k in ("os4", "out")}
+    edgenet = EdgeNet(taps, channels=edge_channels)
     dt = DomainTransform(sigma_s=sigma_s, sigma_r=sigma_r, iterations=iterations)
     return DomainTransformDeepLab(model, edgenet, dt)

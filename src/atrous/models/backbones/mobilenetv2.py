@@ -26,6 +26,8 @@ INVERTED_RESIDUAL_SETTING = (
 )
 LOW_LEVEL_INDEX = 3
 """``features[3]`` ends the stride-4 stage: DeepLabv3+'s low-level (OS4) features, 24 channels."""
+MID_LEVEL_INDEX = 6
+"""``features[6]`` ends the stride-8 stage: the OS8 features (32 channels)."""
 LOW_LEVEL_TAPS = ("block", "depthwise")
 """Where the OS4 features come from: ``"block"``, ``features[3]``'s output (24 channels, as
 torchvision-based libraries tap it); ``"depthwise"``, the expanded depthwise output inside it
@@ -92,6 +94,7 @@ class MobileNetV2(nn.Module):
         tap = layers[LOW_LEVEL_INDEX].conv  # type: ignore[union-attr]
         self.feature_channels = {
             "os4": tap[-1].num_features if low_level == "block" else tap[1][0].out_channels,
+            "os8": layers[MID_LEVEL_INDEX].conv[-1].num_features,  # type: ignore[union-attr]
             "out": in_channels,
         }
         self.set_output_stride(output_stride)
@@ -106,12 +109,13 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.low_level == "block":
-            low = self.features[: LOW_LEVEL_INDEX + 1](x)
-            return {"os4": low, "out": self.features[LOW_LEVEL_INDEX + 1 :](low)}
-        x = self.features[:LOW_LEVEL_INDEX](x)
-        unit = self.features[LOW_LEVEL_INDEX]
-        expand, depthwise, project, bn = unit.conv
-        low = depthwise(expand(x))
-        y = bn(project(low))
-        y = x + y if unit.use_res_connect else y
-        return {"os4": low, "out": self.features[LOW_LEVEL_INDEX + 1 :](y)}
+            low = y = self.features[: LOW_LEVEL_INDEX + 1](x)
+        else:
+            x = self.features[:LOW_LEVEL_INDEX](x)
+            unit = self.features[LOW_LEVEL_INDEX]
+            expand, depthwise, project, bn = unit.conv
+            low = depthwise(expand(x))
+            y = bn(project(low))
+            y = x + y if unit.use_res_connect else y
+        mid = self.features[LOW_LEVEL_INDEX + 1 : MID_LEVEL_INDEX + 1](y)
+        return {"os4": low, "os8": mid, "out": self.features[MID_LEVEL_INDEX + 1 :](mid)}

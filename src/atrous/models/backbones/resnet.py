@@ -103,7 +103,11 @@ class ResNet(nn.Module):
             self.add_module(f"layer{5 + i}", _stage(in_channels, STAGE_WIDTHS[3], layers[3], 1))
             self.stages.append(f"layer{5 + i}")
             self.nominal_strides.append(2)
-        self.feature_channels = {"os4": STAGE_WIDTHS[0] * Bottleneck.expansion, "out": in_channels}
+        self.feature_channels = {
+            "os4": STAGE_WIDTHS[0] * Bottleneck.expansion,
+            "os8": STAGE_WIDTHS[1] * Bottleneck.expansion,  # layer2 (Panoptic-DeepLab's decoder)
+            "out": in_channels,
+        }
 
         for m in self.modules():  # torchvision's ResNet initialisation
             if isinstance(m, nn.Conv2d):
@@ -143,10 +147,11 @@ class ResNet(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         low = self.layer1(x)
-        out = low
-        for name in self.stages[1:]:
+        mid = self.layer2(low)
+        out = mid
+        for name in self.stages[2:]:
             out = getattr(self, name)(out)
-        return {"os4": low, "out": out}
+        return {"os4": low, "os8": mid, "out": out}
 
 
 def resnet50(
