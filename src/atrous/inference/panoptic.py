@@ -135,3 +135,15 @@ def panoptic_from_outputs(
             )
         )
     return torch.stack(maps)
+
+
+@torch.no_grad()
+def predict_panoptic(model: torch.nn.Module, x: Tensor, **options: float) -> Tensor:
+    """Panoptic ids ``[N, H, W]`` of a :class:`~atrous.models.PanopticDeepLab` on a normalized
+    batch ``x``: its three outputs through :func:`panoptic_from_outputs` (``options``:
+    threshold, nms_kernel, top_k, stuff_area, void_label)."""
+    outputs = model.forward_panoptic(x)
+    return panoptic_from_outputs(
+        outputs["semantic"], outputs["center"], outputs["offset"], model.thing_classes,
+        label_divisor=model.label_divisor, **options,  # type: ignore[arg-type]
+    )  # fmt: skip

@@ -15,6 +15,7 @@ from .deeplab import (
     deeplabv3plus,
     mobile_deeplabv3,
 )
+from .panoptic_deeplab import PanopticDeepLab, panoptic_deeplab
 from .scale_attention import ScaleAttentionDeepLab, with_scale_attention
 from .spec import WRAPPERS, ModelSpec
 from .summary import ModelSummary, summary
@@ -28,6 +29,8 @@ __all__ = [
     "DeepLab",
     "auto_deeplab",
     "build_model",
+    "panoptic_deeplab",
+    "PanopticDeepLab",
     "deeplabv1",
     "deeplabv2",
     "deeplabv3",
