@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ class TrainConfig:
     """The solver (TF DeepLab reference defaults: SGD 0.9, poly 0.9, LR 0.007, batch 8)."""
 
     steps: int = 30000
+    optimizer: str = "sgd"  # "sgd" (DeepLab) or "adam" (Panoptic-DeepLab; momentum unused)
     batch_size: int = 8  # per process: under torchrun the global batch is this x world size
     lr: float = 0.007
     momentum: float = 0.9
@@ -319,9 +321,12 @@ def _plain_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def model_spec(cfg: Config, num_classes: int) -> ModelSpec:
+def model_spec(
+    cfg: Config, num_classes: int, thing_classes: Sequence[int] | None = None
+) -> ModelSpec:
     """The :class:`~atrous.models.ModelSpec` a recipe trains: its builder options with the data
-    set's ``num_classes``, and the wrappers it switches on with their ``refine:`` settings."""
+    set's ``num_classes`` (and ``thing_classes``, for a panoptic builder the recipe leaves them
+    to), and the wrappers it switches on with their ``refine:`` settings."""
     wrappers: list[tuple[str, dict[str, Any]]] = []
     if cfg.model.scale_attention is not None:
         if cfg.model.domain_transform:
@@ -338,6 +343,8 @@ def model_spec(cfg: Config, num_classes: int) -> ModelSpec:
             ("dense_crf", {**crf, "mean": list(cfg.data.mean), "std": list(cfg.data.std)})
         )
     kwargs = {**cfg.model.builder_kwargs(), "num_classes": num_classes}
+    if thing_classes is not None and "thing_classes" in builder_parameters(cfg.model.name):
+        kwargs.setdefault("thing_classes", list(thing_classes))
     return ModelSpec(cfg.model.name, kwargs, tuple(wrappers))
 
 

@@ -8,6 +8,7 @@ from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import colorize, overlay, voc_colormap
+from .panoptic import PanopticFolder
 from .synthetic import make_synthetic_dataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .voc import VOC_INFO, VOCSegmentation
@@ -30,6 +31,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DatasetInfo",
+    "PanopticFolder",
     "SegmentationFolder",
     "colorize",
     "eval_transforms",

@@ -13,10 +13,12 @@ from .ade20k import ADE20KSegmentation
 from .cityscapes import CityscapesSegmentation
 from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
+from .panoptic import PanopticFolder
 from .voc import VOCSegmentation
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "folder": SegmentationFolder,
+    "panoptic_folder": PanopticFolder,
     "voc": VOCSegmentation,
     "cityscapes": CityscapesSegmentation,
     "ade20k": ADE20KSegmentation,

@@ -94,16 +94,24 @@ def _texture(rng: np.random.Generator, h: int, w: int, colour: np.ndarray) -> np
 
 
 def render_scene(
-    rng: np.random.Generator, height: int, width: int, max_objects: int = 6
-) -> tuple[np.ndarray, np.ndarray]:
-    """One scene: an ``HxWx3`` uint8 image and its ``HxW`` uint8 class-id mask."""
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    max_objects: int = 6,
+    *,
+    instances: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """One scene: an ``HxWx3`` uint8 image and its ``HxW`` uint8 class-id mask; with
+    ``instances`` also an ``HxW`` uint16 map of object numbers (1, 2, ... in drawing order; 0
+    for background), every object a thing instance."""
     image = _background(rng, height, width)
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     _clutter(rng, ImageDraw.Draw(canvas), height, width)
     image = np.asarray(canvas, dtype=np.float64).copy()
     mask = np.zeros((height, width), dtype=np.uint8)
+    objects = np.zeros((height, width), dtype=np.uint16)
     small = min(height, width)
-    for _ in range(int(rng.integers(1, max_objects + 1))):
+    for number in range(1, int(rng.integers(1, max_objects + 1)) + 1):
         label = int(rng.integers(1, len(CLASSES)))
         kind = CLASSES[label]
         # Log-uniform size: from a few pixels to most of the image.
@@ -124,12 +132,14 @@ def render_scene(
         colour = COLOURS[CLASS_COLOURS[kind][int(rng.random() < SHARED_COLOUR_P)]]
         image[inside] = _texture(rng, height, width, colour)[inside]
         mask[inside] = label
+        objects[inside] = number
     # VOC-style void border: pixels next to a different label are ignored.
     border = np.zeros_like(mask, dtype=bool)
     border[:, 1:] |= mask[:, 1:] != mask[:, :-1]
     border[1:, :] |= mask[1:, :] != mask[:-1, :]
     mask[border] = IGNORE_INDEX
-    return np.clip(image, 0, 255).astype(np.uint8), mask
+    picture = np.clip(image, 0, 255).astype(np.uint8)
+    return (picture, mask, objects) if instances else (picture, mask)
 
 
 def make_synthetic_dataset(
@@ -139,22 +149,29 @@ def make_synthetic_dataset(
     num_val: int = 60,
     size_range: tuple[int, int] = (96, 160),
     seed: int = 0,
+    panoptic: bool = False,
 ) -> Path:
     """Write ``num_train + num_val`` scenes to ``root`` in the folder layout, with splits.
 
     Image sides are drawn from ``size_range``; the same seed writes the same files.
+    ``panoptic`` also writes ``instances/<stem>.png`` (16-bit object numbers, 0 = background:
+    every shape is a thing instance), which ``dataset: panoptic_folder`` reads.
     """
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
+    if panoptic:
+        (root / "instances").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     palette = voc_colormap()
     splits: dict[str, list[str]] = {"train": [], "val": []}
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
-            image, mask = render_scene(rng, h, w)
+            image, mask, objects = render_scene(rng, h, w, instances=True)
             stem = f"{split}_{i:04d}"
+            if panoptic:
+                Image.fromarray(objects).save(root / "instances" / f"{stem}.png")
             Image.fromarray(image).save(root / "images" / f"{stem}.jpg", quality=92)
             png = Image.fromarray(mask, mode="P")
             png.putpalette(palette.ravel().tolist())
@@ -163,5 +180,7 @@ def make_synthetic_dataset(
     for split, stems in splits.items():
         (root / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
     spec = {"classes": list(CLASSES), "palette": palette[: len(CLASSES)].tolist()}
+    if panoptic:
+        spec["thing_classes"] = list(range(1, len(CLASSES)))  # every shape; background is stuff
     (root / "classes.json").write_text(json.dumps(spec, indent=1))
     return root

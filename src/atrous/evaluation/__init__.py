@@ -5,23 +5,26 @@ from .accumulators import (
     Accumulator,
     Confusion,
     Examples,
+    PanopticScores,
     PerImage,
     Prediction,
     Refinement,
     Refiner,
     Trimap,
+    panoptic_ids,
 )
 from .checkpoints import evaluate_checkpoint, search_crf_checkpoint
 from .crf_search import crf_grid_search
 from .loop import evaluate
 from .pictures import comparison_grid
 from .refiners import chain, refiners_from_recipe
-from .report import crf_search_table, format_table, refinement_table, trimap_line
+from .report import crf_search_table, format_table, panoptic_table, refinement_table, trimap_line
 
 __all__ = [
     "Accumulator",
     "Confusion",
     "Examples",
+    "PanopticScores",
     "PerImage",
     "Prediction",
     "Refinement",
@@ -33,6 +36,8 @@ __all__ = [
     "crf_search_table",
     "evaluate",
     "evaluate_checkpoint",
+    "panoptic_ids",
+    "panoptic_table",
     "format_table",
     "refinement_table",
     "refiners_from_recipe",

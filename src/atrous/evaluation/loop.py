@@ -27,10 +27,14 @@ def evaluate(
     samples = getattr(dataset, "samples", None)
     for index in tqdm(range(len(dataset)), desc="eval", unit="img", disable=not progress):  # type: ignore[arg-type]
         image, mask = dataset[index]
+        panoptic = mask if mask.ndim == 3 else None  # (semantic, instance) masks
+        semantic = mask[0] if panoptic is not None else mask
         batch = predictor.normalize(image).unsqueeze(0)
         scores = predictor.scores(batch, [image])[0]
         name = str(samples[index][0]) if samples is not None else str(index)
-        prediction = Prediction(index, name, image, mask, scores, scores.argmax(0).cpu())
+        prediction = Prediction(
+            index, name, image, semantic, scores, scores.argmax(0).cpu(), panoptic_mask=panoptic
+        )
         for accumulator in accumulators.values():
             accumulator.update(prediction)
     return {name: accumulator.compute() for name, accumulator in accumulators.items()}

@@ -65,3 +65,13 @@ def crf_search_table(found: dict[str, Any], rows: int = 5) -> str:
         f"{100 * found['miou_without_crf']:.2f} without; use: --crf --set {best}"
     )
     return "\n".join(lines)
+
+
+def panoptic_table(result: dict[str, Any]) -> str:
+    """PQ / SQ / RQ and Parsing Covering, all, things and stuff, in percent."""
+    rows = [f"{'':<8}{'PQ':>7}{'SQ':>7}{'RQ':>7}{'PC':>7}"]
+    for name, part in (("all", result), ("things", result["things"]), ("stuff", result["stuff"])):
+        rows.append(
+            f"{name:<8}" + "".join(f"{100 * part[k]:>7.2f}" for k in ("pq", "sq", "rq", "pc"))
+        )
+    return "\n".join(rows)

@@ -15,6 +15,11 @@ def check_exportable(model: nn.Module) -> None:
     ONNX graph disagreed with eager by 8 logits); the dense CRF builds a lattice with sparse
     tensors and data-dependent sizes, which neither exporter supports."""
 
+    if hasattr(model, "forward_panoptic"):
+        raise AtrousError(
+            "panoptic models cannot be exported yet: the file would hold the semantic logits "
+            "alone; deploy them with atrous.inference.panoptic.predict_panoptic"
+        )
     for module in model.modules():
         if isinstance(module, (DomainTransform, DenseCRF)):
             name = "a domain transform" if isinstance(module, DomainTransform) else "a dense CRF"

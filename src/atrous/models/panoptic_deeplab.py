@@ -131,6 +131,10 @@ class PanopticDeepLab(nn.Module):
     def output_stride(self) -> int:
         return self.backbone.output_stride
 
+    @property
+    def output_strides(self) -> tuple[int, ...]:
+        return (8, 16, 32)
+
     def set_output_stride(self, output_stride: int) -> None:
         self.backbone.set_output_stride(output_stride)
         for aspp in (self.semantic_aspp, self.instance_aspp):

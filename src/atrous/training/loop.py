@@ -33,13 +33,14 @@ from ..config import Config, model_spec, to_dict
 from ..data import build_dataset, train_transforms
 from ..data.info import IGNORE_INDEX
 from ..errors import AtrousError, ConfigError
-from ..evaluation import Confusion, evaluate, format_table
+from ..evaluation import Confusion, PanopticScores, evaluate, format_table, panoptic_table
 from ..inference import Predictor, resolve_device
 from ..metrics import write_json
 from ..models.spec import ModelSpec
 from .distributed import WorldInfo, all_reduce_sum, barrier, cleanup, global_mean, init_distributed
 from .losses import kept_pixel_count, mining_fraction, segmentation_loss
 from .optim import autocast, check_amp, freeze_batchnorm, param_groups, resolve_amp
+from .panoptic import panoptic_loss, panoptic_targets
 from .runlog import LOG_NAME, RunLog
 from .sampler import SeededItems, StepSampler
 from .schedules import poly_lr
@@ -125,7 +126,7 @@ def _datasets(cfg: Config, *, progress: bool) -> tuple[Dataset, Dataset | None]:
         hflip=d.hflip,
     )
     options: dict[str, Any] = {} if d.num_classes is None else {"num_classes": d.num_classes}
-    if d.dataset == "folder":
+    if d.dataset in ("folder", "panoptic_folder"):
         options["val_fraction"] = d.val_fraction
     train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
     # Check the validation split now, not after hours of training.
@@ -144,7 +145,7 @@ def _setup(
     t = cfg.train
     torch.manual_seed(t.seed)
     train_set, val_set = _datasets(cfg, progress=progress)
-    spec = model_spec(cfg, train_set.num_classes)
+    spec = model_spec(cfg, train_set.num_classes, getattr(train_set, "thing_classes", None))
     model = spec.build()  # with the published weights the recipe asks for (downloaded)
     if world.distributed and device.type == "cuda":  # Gloo/CPU has no SyncBatchNorm
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -157,9 +158,13 @@ def _setup(
                 module.momentum = t.bn_momentum
     if t.freeze_bn:  # before the parameter groups, which then leave BN's affine terms out
         freeze_batchnorm(model)
-    optimizer = torch.optim.SGD(
-        param_groups(model, t.lr, t.weight_decay, t.head_lr_mult), lr=t.lr, momentum=t.momentum
-    )
+    groups = param_groups(model, t.lr, t.weight_decay, t.head_lr_mult)
+    if t.optimizer == "sgd":
+        optimizer: Optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    elif t.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=t.lr)
+    else:
+        raise ConfigError(f"train.optimizer = {t.optimizer!r}: expected 'sgd' or 'adam'")
     scheduler = poly_lr(optimizer, t.steps, t.poly_power, t.warmup_steps)
     amp = resolve_amp(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -217,8 +222,13 @@ def _train_step(run: _Run, batches: Any, step: int) -> Tensor:
         sync = contextlib.nullcontext() if last or not world.distributed else run.net.no_sync()
         with sync:
             with autocast(run.amp, run.device):
+                outputs = run.net(images)
+            if hasattr(run.model, "thing_classes"):  # panoptic: semantic + centre + offsets
+                targets = panoptic_targets(masks, run.model.thing_classes)
+                loss = panoptic_loss(outputs, targets, top_k_percent=top_k)
+            else:
                 loss = segmentation_loss(
-                    run.net(images),
+                    outputs,
                     masks,
                     top_k_percent=top_k,
                     class_weights=t.class_weights,
@@ -226,7 +236,8 @@ def _train_step(run: _Run, batches: Any, step: int) -> Tensor:
                 )
             share, value = 1.0, loss.detach().float()
             if world.distributed:  # weigh ranks by pixels, as one process's mean does
-                kept = kept_pixel_count(int((masks != IGNORE_INDEX).sum()), top_k)
+                semantic = masks[:, 0] if masks.ndim == 4 else masks
+                kept = kept_pixel_count(int((semantic != IGNORE_INDEX).sum()), top_k)
                 share, mean = global_mean(loss.item(), kept, world, run.device)
                 value = torch.tensor(mean, device=run.device)
             run.scaler.scale(loss * share / t.accumulate).backward()
@@ -286,10 +297,15 @@ def _final_evaluation(run: _Run, log: RunLog, *, progress: bool) -> dict[str, An
         run.model, mean=d.mean, std=d.std, device=run.device, info=run.train_set.info
     )
     confusion = Confusion(run.train_set.num_classes)
+    accumulators: dict[str, Any] = {"metrics": confusion}
+    if hasattr(run.model, "thing_classes"):
+        accumulators["panoptic"] = PanopticScores(predictor, run.train_set.num_classes)
     shard = Subset(run.val_set, range(world.rank, len(run.val_set), world.world_size))
-    evaluate(predictor, shard, {"metrics": confusion}, progress=progress)
+    found = evaluate(predictor, shard, accumulators, progress=progress)
     all_reduce_sum(confusion.matrix.matrix, world, run.device)
     metrics = confusion.matrix.compute()
+    if "panoptic" in found:  # (one process: panoptic counts are not reduced across ranks)
+        metrics["panoptic"] = found["panoptic"]
     if world.is_main:
         steps = run.cfg.train.steps
         classes = list(run.train_set.classes)
@@ -298,4 +314,6 @@ def _final_evaluation(run: _Run, log: RunLog, *, progress: bool) -> dict[str, An
         log.write({"step": steps, "split": d.val_split, "eval": metrics}, miou=metrics["miou"])
     if progress:
         print(format_table(metrics, run.train_set.classes))
+        if "panoptic" in metrics:
+            print(panoptic_table(metrics["panoptic"]))
     return metrics
