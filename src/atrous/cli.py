@@ -38,7 +38,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate_checkpoint, format_table, refinement_table, trimap_line
+    from .evaluation import (
+        evaluate_checkpoint,
+        format_table,
+        panoptic_table,
+        refinement_table,
+        trimap_line,
+    )
     from .evaluation.report import worst_images_line
     from .metrics import write_json
 
@@ -58,6 +64,8 @@ def _eval(args: argparse.Namespace) -> None:
         **_predictor_options(args),
     )
     print(format_table(result, classes))
+    if "panoptic" in result:
+        print(panoptic_table(result["panoptic"]))
     if "trimap" in result:
         print(trimap_line(result["trimap"]))
     if "refined" in result:
@@ -153,8 +161,21 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .demo import run_demo, run_panoptic_demo
 
+    if args.panoptic:
+        from .evaluation import panoptic_table
+
+        out = args.out if args.out != "atrous-demo" else "atrous-demo-panoptic"
+        result = run_panoptic_demo(out, steps=args.steps, seed=args.seed, device=args.device)
+        metrics = result["metrics"]
+        print(panoptic_table(metrics["panoptic"]))
+        print(
+            f"panoptic demo: PQ {100 * metrics['panoptic']['pq']:.2f}, PC "
+            f"{100 * metrics['panoptic']['pc']:.2f}, mIoU {100 * metrics['miou']:.2f} on the "
+            f"held-out split in {result['seconds']:.0f} s; checkpoint and predictions/ in {out}"
+        )
+        return
     result = run_demo(args.out, steps=args.steps, seed=args.seed, device=args.device)
     print(
         f"demo: mIoU {100 * result['metrics']['miou']:.2f} on the held-out split in "
@@ -375,6 +396,12 @@ def _demo_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="training steps (default: the demo recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--panoptic",
+        action="store_true",
+        help="the panoptic demo: Panoptic-DeepLab, PQ and Parsing Covering "
+        "(into ./atrous-demo-panoptic)",
+    )
     p.set_defaults(run=_demo)
 
 

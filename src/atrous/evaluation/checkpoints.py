@@ -14,7 +14,16 @@ from ..errors import DataError
 from ..inference import Predictor, resolve_device
 from ..loader import Loaded, load
 from ..metrics import ConfusionMatrix
-from .accumulators import Accumulator, Confusion, Examples, PerImage, Refinement, Refiner, Trimap
+from .accumulators import (
+    Accumulator,
+    Confusion,
+    Examples,
+    PanopticScores,
+    PerImage,
+    Refinement,
+    Refiner,
+    Trimap,
+)
 from .crf_search import crf_grid_search
 from .loop import evaluate
 from .pictures import comparison_grid
@@ -33,7 +42,7 @@ def checkpoint_and_data(
     loaded = load(checkpoint, checkpoint_only=True)
     predictor = loaded.predictor(device=resolve_device(device), **predictor_options)
     classes = loaded.info.classes
-    options = {"num_classes": len(classes)} if dataset == "folder" else {}
+    options = {"num_classes": len(classes)} if dataset in ("folder", "panoptic_folder") else {}
     data = build_dataset(dataset, data_root, split, **options)
     if data.num_classes != len(classes):
         raise DataError(
@@ -76,13 +85,15 @@ def evaluate_checkpoint(
         accumulators["trimap"] = Trimap(n, trimap_widths)
     if per_image:
         accumulators["per_image"] = PerImage(n)
+    if hasattr(loaded.model, "forward_panoptic"):  # PQ / SQ / RQ and Parsing Covering too
+        accumulators["panoptic"] = PanopticScores(predictor, n)
     for name, refiner in (refiners or {}).items():
         accumulators[f"refined.{name}"] = Refinement(name, refiner, n, trimap_widths)
     if picture is not None:
         accumulators["examples"] = Examples()
     found = evaluate(predictor, data, accumulators, progress=progress)
     result = dict(found.pop("metrics"))
-    for key in ("trimap", "per_image"):
+    for key in ("trimap", "per_image", "panoptic"):
         if key in found:
             result[key] = found.pop(key)
     if refiners:
