@@ -10,215 +10,47 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import inspect
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .config_sections import (
+    _LEGACY_MODEL_DEFAULTS,
+    Config,
+    CRFConfig,
+    DataConfig,
+    DomainTransformConfig,
+    ModelConfig,
+    RefineConfig,
+    SearchConfig,
+    TrainConfig,
+    WeakConfig,
+    _plain_tuple,
+)
 from .errors import ConfigError
 from .models import MODELS
-from .models.crf_as_rnn import CRFParams
-from .models.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
-from .models.domain_transform import ITERATIONS as DT_ITERATIONS
 from .models.spec import ModelSpec, builder_parameters
 
-
-@dataclass
-class DataConfig:
-    """Where the data is and how it is augmented (defaults: DeepLab on PASCAL VOC)."""
-
-    dataset: str = "folder"  # a name in atrous.data.DATASETS: folder, voc, cityscapes, ...
-    root: str = ""
-    train_split: str = "train"
-    val_split: str | None = "val"
-    num_classes: int | None = None  # folder only; None: from the folder's classes.json
-    # folder without a val.txt: hold out this share of the images as val (by a hash of the
-    # file name, so the split is the same every run)
-    val_fraction: float = 0.1
-    crop_size: int = 513
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    scale_step: float = 0.25
-    hflip: bool = True
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    num_workers: int = 2
-
-
-@dataclass(init=False)
-class ModelConfig:
-    """A builder from :data:`atrous.models.MODELS`, its keyword arguments and the wrappers
-    around it. In a recipe every key of ``model:`` but ``name`` and the wrapper switches is a
-    keyword argument of the builder (``backbone``, ``output_stride``, ``extra_blocks``, ...),
-    checked against its signature and type hints; options left out keep the builder's
-    defaults. ``ModelConfig(name="deeplabv3", backbone="resnet50")`` and
-    ``cfg.model.backbone`` read the same way."""
-
-    name: str = "deeplabv3plus"
-    # DT-EdgeNet (Chen et al., CVPR 2016): an EdgeNet on the backbone features guides a domain
-    # transform on the logits, trained end to end; its sigmas are refine.domain_transform's.
-    domain_transform: bool = False
-    # CRF-as-RNN (Zheng et al., 2015): a learnable dense CRF layer on the logits, trained end
-    # to end; its kernel widths and starting weights are refine.crf's.
-    dense_crf: bool = False
-    # Attention to scale (Chen et al., CVPR 2016) / v2 MSC: null (off), true (the paper's
-    # scales 1, 0.75, 0.5 merged by attention) or {scales: [...], merge: attention|max|avg}.
-    scale_attention: dict[str, Any] | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # the builder's keyword arguments
-    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-    def __init__(
-        self,
-        name: str = "deeplabv3plus",
-        domain_transform: bool = False,
-        dense_crf: bool = False,
-        scale_attention: dict[str, Any] | None = None,
-        options: dict[str, Any] | None = None,
-        sources: dict[str, str] | None = None,
-        **builder_options: Any,
-    ) -> None:
-        self.name, self.domain_transform, self.dense_crf = name, domain_transform, dense_crf
-        self.scale_attention = scale_attention
-        self.options = {**(options or {}), **builder_options}
-        self.sources = dict(sources or {})
-
-    def __getattr__(self, key: str) -> Any:
-        """A builder option: the recipe's value, else the builder's default."""
-        if key.startswith("_") or key in ("name", "options", "sources", "scale_attention"):
-            raise AttributeError(key)
-        if key in self.options:
-            return self.options[key]
-        parameter = builder_parameters(self.name).get(key)
-        if parameter is None or parameter.default is inspect.Parameter.empty:
-            raise AttributeError(f"builder {self.name!r} has no option {key!r}")
-        return parameter.default
-
-    def builder_kwargs(self) -> dict[str, Any]:
-        """The builder's keyword arguments the recipe sets (the rest keep their defaults)."""
-        return dict(self.options)
-
-    def resolved(self) -> dict[str, Any]:
-        """Every builder option: the recipe's values over the builder's defaults."""
-        defaults = {
-            k: p.default
-            for k, p in builder_parameters(self.name).items()
-            if p.default is not inspect.Parameter.empty and k != "num_classes"
-        }
-        return {**defaults, **{k: _plain_tuple(v) for k, v in self.options.items()}}
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when they build the same model (an option at its default = left out)."""
-        if not isinstance(other, ModelConfig):
-            return NotImplemented
-        same = (self.name, self.domain_transform, self.dense_crf, self.scale_attention)
-        if same != (other.name, other.domain_transform, other.dense_crf, other.scale_attention):
-            return False
-        return self.resolved() == other.resolved()
-
-
-# What ModelConfig's fields were before recipes took any builder option: checkpoints of that
-# time store all of them, also for builders that do not take some (at these values).
-_LEGACY_MODEL_DEFAULTS: dict[str, Any] = {
-    "backbone": "mobilenetv2",
-    "output_stride": 16,
-    "width_mult": 1.0,
-    "channels": 256,
-    "atrous_rates": (6, 12, 18),
-    "multi_grid": None,
-    "backbone_weights": None,
-}
-
-
-@dataclass
-class TrainConfig:
-    """The solver (TF DeepLab reference defaults: SGD 0.9, poly 0.9, LR 0.007, batch 8)."""
-
-    steps: int = 30000
-    optimizer: str = "sgd"  # "sgd" (DeepLab) or "adam" (Panoptic-DeepLab; momentum unused)
-    batch_size: int = 8  # per process: under torchrun the global batch is this x world size
-    lr: float = 0.007
-    momentum: float = 0.9
-    weight_decay: float = 4e-5  # MobileNetV2 / Xception; 1e-4 for ResNet
-    poly_power: float = 0.9
-    warmup_steps: int = 0  # linear LR warm-up before the poly decay
-    head_lr_mult: float = 1.0  # LR multiplier for everything but the backbone
-    top_k_percent: float = 1.0  # hard-pixel mining: keep this share of the hardest pixels
-    hard_mining_steps: int = 0  # ramp from all pixels down to top_k_percent over these steps
-    class_weights: tuple[float, ...] | None = None
-    aux_weight: float = 1.0  # weight of auxiliary outputs' losses (models returning a dict)
-    freeze_bn: bool = False  # BN uses and keeps its running statistics (small batches)
-    bn_momentum: float | None = None  # torch momentum; TF decay 0.9997 = 0.0003
-    accumulate: int = 1  # micro-batches per optimizer step (effective batch = batch x this)
-    clip_grad_norm: float | None = None
-    checkpoint_every: int = 1000
-    log_every: int = 1  # steps between train_log.jsonl / TensorBoard entries
-    # mixed precision: "auto" (bf16 where the CPU/GPU runs it natively, else fp32; fp16 on
-    # CUDA without bf16), "none", "bf16" (CPU or CUDA) or "fp16" (CUDA only)
-    amp: str = "auto"
-    channels_last: bool = True  # NHWC memory layout for the model and its inputs
-    seed: int = 0
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    out_dir: str = "runs/atrous"
-
-
-@dataclass
-class CRFConfig(CRFParams):
-    """Dense CRF parameters (DeepLab v2's released values) for ``eval/predict --crf`` and the
-    CRF-as-RNN layer (``model.dense_crf``), and the backend post-hoc refinement runs on."""
-
-    backend: str = "auto"  # "reference" (pydensecrf2, CPU), "torch" (ours), "auto"
-
-    def params(self) -> CRFParams:
-        return CRFParams(**{k: v for k, v in dataclasses.asdict(self).items() if k != "backend"})
-
-
-@dataclass
-class DomainTransformConfig:
-    """Domain transform parameters: ``eval/predict --domain-transform`` (image-gradient edges)
-    and the DT-EdgeNet model (``model.domain_transform``)."""
-
-    sigma_s: float = DEFAULT_SIGMA_S
-    sigma_r: float = DEFAULT_SIGMA_R
-    iterations: int = DT_ITERATIONS
-
-
-@dataclass
-class RefineConfig:
-    crf: CRFConfig = field(default_factory=CRFConfig)
-    domain_transform: DomainTransformConfig = field(default_factory=DomainTransformConfig)
-
-
-@dataclass
-class SearchConfig:
-    """Auto-DeepLab's search (``atrous search``); defaults are the paper's (Sec. 3.3): 12 layers,
-    F = 8, weights by SGD with cosine LR 0.025 -> 0.001 and weight decay 3e-4, alpha/beta by Adam
-    (LR 3e-3, weight decay 1e-3) only after the first half (epoch 20 of 40), batch 2."""
-
-    layers: int = 12
-    filters: int = 8
-    steps: int = 1000  # weight updates; alpha/beta updates run beside them after arch_start
-    arch_start: float = 0.5  # share of the steps before alpha/beta start to move
-    batch_size: int = 2
-    lr: float = 0.025
-    min_lr: float = 0.001
-    weight_decay: float = 3e-4
-    arch_lr: float = 3e-3
-    arch_weight_decay: float = 1e-3
-    seed: int = 0
-
-
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
+__all__ = [
+    "CRFConfig",
+    "Config",
+    "DataConfig",
+    "DomainTransformConfig",
+    "ModelConfig",
+    "RefineConfig",
+    "SearchConfig",
+    "TrainConfig",
+    "WeakConfig",
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "model_spec",
+    "to_dict",
+]
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
@@ -315,10 +147,6 @@ def check_model_options(model: ModelConfig, *, legacy: bool = False) -> None:
             )
         if key in hints:
             model.options[key] = _coerce(value, hints[key], f"model.{key}", source)
-
-
-def _plain_tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 def model_spec(

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
@@ -30,8 +32,9 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..config import Config, model_spec, to_dict
-from ..data import build_dataset, train_transforms
+from ..data import build_dataset, eval_transforms, train_transforms
 from ..data.info import IGNORE_INDEX
+from ..data.weak import WeakFolder
 from ..errors import AtrousError, ConfigError
 from ..evaluation import Confusion, PanopticScores, evaluate, format_table, panoptic_table
 from ..inference import Predictor, resolve_device
@@ -45,6 +48,7 @@ from .runlog import LOG_NAME, RunLog
 from .sampler import SeededItems, StepSampler
 from .schedules import poly_lr
 from .state import restore, training_state
+from .weak import bbox_seg, weak_targets
 
 CHECKPOINT_NAME = "checkpoint.pt"
 __all__ = ["CHECKPOINT_NAME", "LOG_NAME", "train"]
@@ -128,7 +132,10 @@ def _datasets(cfg: Config, *, progress: bool) -> tuple[Dataset, Dataset | None]:
     options: dict[str, Any] = {} if d.num_classes is None else {"num_classes": d.num_classes}
     if d.dataset in ("folder", "panoptic_folder"):
         options["val_fraction"] = d.val_fraction
-    train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
+    if d.supervision != "full":
+        train_set: Any = _weak_dataset(cfg, transforms)
+    else:
+        train_set = build_dataset(d.dataset, d.root, d.train_split, transforms, **options)
     # Check the validation split now, not after hours of training.
     val_set = build_dataset(d.dataset, d.root, d.val_split, **options) if d.val_split else None
     for split in (train_set, val_set):
@@ -136,6 +143,21 @@ def _datasets(cfg: Config, *, progress: bool) -> tuple[Dataset, Dataset | None]:
         if held_out and progress:
             print(held_out)
     return train_set, val_set
+
+
+def _weak_dataset(cfg: Config, transforms: Any) -> Any:
+    """The training split with weak labels (``data.supervision``, ``weak.*``)."""
+    d, w = cfg.data, cfg.weak
+    if d.dataset != "folder":
+        raise ConfigError(f"data.supervision = {d.supervision!r} reads the folder layout")
+    dataset = WeakFolder(
+        d.root, d.train_split, supervision=d.supervision, method=w.method, boxes=d.boxes,
+        image_labels=d.image_labels, strong_fraction=d.strong_fraction,
+        strong_repeat=w.strong_repeat, num_classes=d.num_classes, val_fraction=d.val_fraction,
+        transforms=transforms,
+    )  # fmt: skip
+    dataset.bbox_seg = lambda image, boxes: bbox_seg(image, boxes, dataset.num_classes)
+    return dataset
 
 
 def _setup(
@@ -227,6 +249,9 @@ def _train_step(run: _Run, batches: Any, step: int) -> Tensor:
                 targets = panoptic_targets(masks, run.model.thing_classes)
                 loss = panoptic_loss(outputs, targets, top_k_percent=top_k)
             else:
+                if masks.ndim == 4:  # weak labels: the E-step estimates where asked
+                    logits = outputs["out"] if isinstance(outputs, dict) else outputs
+                    masks = weak_targets(logits, masks, run.cfg.weak, run.cfg.weak.method)
                 loss = segmentation_loss(
                     outputs,
                     masks,
@@ -282,9 +307,38 @@ def _step_loop(run: _Run, log: RunLog, *, progress: bool) -> list[float]:
         if done % t.checkpoint_every == 0 or done == t.steps:
             if run.world.is_main:
                 save_checkpoint(run.checkpoint, run.snapshot(done))
+                if t.save_estimates and isinstance(run.train_set, WeakFolder):
+                    save_estimates(run, done)
             barrier(run.world)
     bar.close()
     return [float(v) for v in torch.stack(losses).tolist()] if losses else []
+
+
+def save_estimates(run: _Run, step: int) -> list[Path]:
+    """The E-step estimates of the first ``train.save_estimates`` weak training images (whole,
+    unaugmented) under the current weights, as palette PNGs in ``estimates/step_<step>/``."""
+    dataset = run.train_set
+    weak = [i for i, s in enumerate(dataset.stems) if s not in dataset.strong]
+    out = Path(run.cfg.train.out_dir) / "estimates" / f"step_{step:06d}"
+    out.mkdir(parents=True, exist_ok=True)
+    normalize = eval_transforms(mean=run.cfg.data.mean, std=run.cfg.data.std)
+    written = []
+    run.model.eval()
+    with torch.no_grad():
+        for index in weak[: run.cfg.train.save_estimates]:
+            image, mask = dataset.load(index)
+            logits = run.model(normalize(image).unsqueeze(0).to(run.device))
+            labels = weak_targets(
+                logits, mask.unsqueeze(0).to(run.device), run.cfg.weak, run.cfg.weak.method
+            )
+            png = Image.fromarray(labels[0].cpu().numpy().astype(np.uint8), mode="P")
+            png.putpalette(dataset.palette.ravel().tolist())
+            written.append(out / f"{dataset.stems[index]}.png")
+            png.save(written[-1])
+    run.net.train()
+    if run.cfg.train.freeze_bn:
+        freeze_batchnorm(run.model)
+    return written
 
 
 def _final_evaluation(run: _Run, log: RunLog, *, progress: bool) -> dict[str, Any] | None:

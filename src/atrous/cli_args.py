@@ -1,0 +1,221 @@
+"""The ``atrous`` command line's arguments: one small parser function per command; each sets
+``run`` to the name of its handler in :mod:`atrous.cli`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    """Options of the Predictor shared by eval and predict (v3 paper's evaluation protocol)."""
+    p.add_argument("--output-stride", type=int, help="run at this output stride (e.g. 8)")
+    p.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="multi-scale inference, e.g. 0.5 0.75 1.0 1.25 1.5 1.75",
+    )
+    p.add_argument("--flip", action="store_true", help="also average left-right flipped inputs")
+    p.add_argument("--crop", type=int, help="sliding-window size for large images")
+    p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
+
+
+def _checkpoint_on_data_args(p: argparse.ArgumentParser) -> None:
+    """A checkpoint and the dataset split to score it on (eval, crf-search)."""
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="dataset root (its official layout)")
+    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    p.add_argument("--split", default="val", help="split name (default: val)")
+
+
+def _refine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--crf",
+        action="store_true",
+        help="refine with the dense CRF (DeepLab v1/v2); settings: the recipe's refine.crf",
+    )
+    p.add_argument(
+        "--domain-transform",
+        action="store_true",
+        help="refine with a domain transform guided by image edges; settings: "
+        "refine.domain_transform",
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override refine settings of the checkpoint's recipe, e.g. refine.crf.theta_alpha=80",
+    )
+
+
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe",
+        description="Train from a YAML recipe (see configs/).",
+    )
+    p.add_argument("--config", required=True, help="YAML recipe with data/model/train sections")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override recipe values, e.g. train.lr=0.01 data.root=/data/voc",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from train.out_dir/checkpoint.pt (same LR position and RNG)",
+    )
+    p.add_argument(
+        "--save-estimates",
+        type=int,
+        default=0,
+        metavar="N",
+        help="weak supervision: write the E-step estimates of N training images at every "
+        "checkpoint (out_dir/estimates/step_<k>/)",
+    )
+    p.set_defaults(run="_train")
+
+
+def _search_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search an Auto-DeepLab architecture (network path and cell) on a data set",
+        description="Auto-DeepLab's bi-level search; writes architecture.json and a picture.",
+    )
+    p.add_argument("--config", required=True, help="YAML recipe with data/search sections")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override values")
+    p.set_defaults(run="_search")
+
+
+def _eval_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint: per-class IoU table and mIoU",
+        description="Evaluate a checkpoint on a data folder; writes JSON.",
+    )
+    _checkpoint_on_data_args(p)
+    _inference_args(p)
+    p.add_argument(
+        "--trimap",
+        type=int,
+        nargs="+",
+        metavar="W",
+        help="also report mIoU within bands of these widths around boundaries",
+    )
+    p.add_argument("--per-image", action="store_true", help="per-image mIoU, worst first")
+    _refine_args(p)
+    p.add_argument("--out", help="JSON path (default: eval_<split>.json beside the checkpoint)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run="_eval")
+
+
+def _crf_search_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "crf-search",
+        help="cross-validate the dense CRF's appearance kernel on a split (DeepLab v1/v2)",
+        description="Grid-search w_appearance, theta_alpha and theta_beta (atrous.refine.GRID) "
+        "on the first images of a split; prints the best and the --set line that uses it.",
+    )
+    _checkpoint_on_data_args(p)
+    p.add_argument("--images", type=int, default=100, help="images to search on (paper: 100)")
+    p.add_argument("--backend", default="auto", choices=("auto", "reference", "torch"))
+    _inference_args(p)
+    p.add_argument("--out", help="JSON path (default: crf_search.json beside the checkpoint)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run="_crf_search")
+
+
+def _predict_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment images: palette PNGs and colour overlays",
+        description="Write <stem>.png (class ids) and <stem>_overlay.jpg per image.",
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--save-attention",
+        action="store_true",
+        help="also write <stem>_attention_<scale>.png: each scale's weight (attention to scale)",
+    )
+    _inference_args(p)
+    _refine_args(p)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run="_predict")
+
+
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript for deployment",
+        description="Export a checkpoint; the file carries classes, palette and normalization.",
+    )
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", required=True, help="output file (.onnx or .pt)")
+    p.add_argument("--height", type=int, default=513, help="traced input height")
+    p.add_argument("--width", type=int, default=513, help="traced input width")
+    p.add_argument("--dynamic", action="store_true", help="ONNX: any batch, height and width")
+    p.add_argument("--with-argmax", action="store_true", help="ONNX: output class ids")
+    p.set_defaults(run="_export")
+
+
+def _data_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "data",
+        help="inspect a dataset: `atrous data check` finds bad pairs, counts classes",
+        description="Dataset tools.",
+    )
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    q = data_sub.add_parser(
+        "check",
+        help="scan a dataset: missing masks, size mismatches, bad labels, class frequencies",
+        description="Scan every image/mask pair; exits 1 if any is missing or inconsistent.",
+    )
+    q.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    q.add_argument("--root", required=True, help="dataset root in its official layout")
+    q.add_argument("--split", default=None, help="split (default: every pair)")
+    q.add_argument("--num-classes", type=int, help="folder datasets without classes.json")
+    q.set_defaults(run="_data_check")
+
+
+def _demo_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train and evaluate on a generated data set, offline",
+        description="Make a synthetic data set, train DeepLabv3+ on it, evaluate "
+        "on its held-out split and write predictions.",
+    )
+    p.add_argument("--out", default="atrous-demo", help="output folder (default: ./atrous-demo)")
+    p.add_argument("--steps", type=int, help="training steps (default: the demo recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--panoptic",
+        action="store_true",
+        help="the panoptic demo: Panoptic-DeepLab, PQ and Parsing Covering "
+        "(into ./atrous-demo-panoptic)",
+    )
+    p.set_defaults(run="_demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atrous", description="DeepLab semantic segmentation: train, evaluate, predict."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _search_parser(sub)
+    _eval_parser(sub)
+    _crf_search_parser(sub)
+    _predict_parser(sub)
+    _export_parser(sub)
+    _data_parser(sub)
+    _demo_parser(sub)
+    return parser
