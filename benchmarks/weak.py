@@ -80,8 +80,9 @@ def run(row: str, steps: int, work: Path) -> dict[str, Any]:
         else:
             extra.append(item)
     estimates = ["train.save_estimates=2"] if row == "boxes: EM-Fixed" else []
+    every = max(1, steps // 5)
     cfg = demo_config(out, [f"data.root={data}", f"train.steps={steps}", "train.log_every=100",
-                            f"train.checkpoint_every={max(1, steps // 5)}", *extra, *estimates])  # fmt: skip
+                            f"train.checkpoint_every={every}", *extra, *estimates])  # fmt: skip
     result = train(cfg, progress=False)
     if estimates:
         _picture(out, data)
