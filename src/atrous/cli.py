@@ -160,10 +160,43 @@ def _data_check(args: argparse.Namespace) -> int:
     split = args.split
     if split is None and args.dataset != "folder":  # official layouts are read split by split
         split = "train"
+    if args.boxes or args.image_labels:
+        return _annotation_check(args, split)
     dataset = build_dataset(args.dataset, args.root, split, strict=False, **options)
     report = check_dataset(dataset)
     print(report.format())
     return 0 if report.ok else 1
+
+
+def _annotation_check(args: argparse.Namespace, split: str | None) -> int:
+    """``data check --boxes / --image-labels``: every annotation problem, naming the image."""
+    from PIL import Image
+
+    from .data import IMAGE_SUFFIXES
+    from .data.boxes import check_annotations, read_boxes, read_image_labels
+    from .data.folder import _split_stems, load_info
+
+    root = Path(args.root)
+    classes = load_info(root, args.num_classes).classes
+    images = {
+        p.stem: p for p in sorted((root / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+    }
+    stems, _ = _split_stems(root, split, images, 0.1, [])
+    sizes = {}
+    for stem in stems:
+        with Image.open(images[stem]) as image:
+            sizes[stem] = (image.height, image.width)
+    boxes = read_boxes(args.boxes, classes) if args.boxes else None
+    labels = read_image_labels(args.image_labels, classes) if args.image_labels else None
+    where = str(args.boxes or args.image_labels)
+    problems = check_annotations(stems, sizes, boxes=boxes, image_labels=labels, where=where)
+    count = sum(len(v) for v in (boxes or {}).values())
+    print(f"{len(stems)} images, {count} boxes, {len(labels or {})} image-label lists, "
+          f"{len(problems)} problems")  # fmt: skip
+    for problem in problems:
+        print(f"  {problem}")
+    print("OK" if not problems else "FAILED: fix the annotations above")
+    return 0 if not problems else 1
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -182,6 +182,8 @@ def _data_parser(sub: Any) -> None:
     q.add_argument("--root", required=True, help="dataset root in its official layout")
     q.add_argument("--split", default=None, help="split (default: every pair)")
     q.add_argument("--num-classes", type=int, help="folder datasets without classes.json")
+    q.add_argument("--boxes", help="check a boxes JSON or VOC Annotations folder instead")
+    q.add_argument("--image-labels", help="check an image-labels JSON instead")
     q.set_defaults(run="_data_check")
 
 

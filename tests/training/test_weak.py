@@ -187,3 +187,18 @@ def test_resume_is_exact_with_weak_supervision(weak_data: Path, tmp_path: Path, 
     train_killed_after_first_checkpoint(cfg, monkeypatch)
     resumed = train(cfg, resume=True, progress=False)
     assert resumed["losses"] == straight["losses"][2:]
+
+
+def test_data_check_reports_annotation_problems(weak_data: Path, tmp_path: Path, capsys):
+    from atrous.cli import main
+
+    assert main(["data", "check", "--root", str(weak_data), "--split", "train",
+                 "--boxes", str(weak_data / "boxes.json")]) == 0  # fmt: skip
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train_0000": [[0, 0, 500, 10, "disc"]], "nope": []}))
+    assert main(["data", "check", "--root", str(weak_data), "--split", "train",
+                 "--boxes", str(bad)]) == 1  # fmt: skip
+    out = capsys.readouterr().out
+    assert "'nope' is annotated but is not an image of the split" in out
+    assert "'train_0000' box [0, 0, 500, 10] (class 1) leaves the" in out
+    assert "'train_0001' has no annotation" in out
