@@ -13,12 +13,14 @@ from .ade20k import ADE20KSegmentation
 from .cityscapes import CityscapesSegmentation
 from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
-from .panoptic import PanopticFolder
+from .panoptic import CityscapesPanoptic, COCOPanoptic, PanopticFolder
 from .voc import VOCSegmentation
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "folder": SegmentationFolder,
     "panoptic_folder": PanopticFolder,
+    "cityscapes_panoptic": CityscapesPanoptic,
+    "coco_panoptic": COCOPanoptic,
     "voc": VOCSegmentation,
     "cityscapes": CityscapesSegmentation,
     "ade20k": ADE20KSegmentation,

@@ -9,15 +9,21 @@ instance 0 is crowd. ``make_synthetic_dataset(..., panoptic=True)`` writes this 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..errors import DataError
-from ._pairs import read_mask
+from ._pairs import map_labels, read_image, read_mask
+from .cityscapes import CityscapesSegmentation, cityscapes_label_map
 from .folder import SegmentationFolder
+from .info import IGNORE_INDEX, DatasetInfo
 
 
 class PanopticFolder(SegmentationFolder):
@@ -52,3 +58,124 @@ class PanopticFolder(SegmentationFolder):
                 f"{tuple(semantic.shape)}"
             )
         return image, tv_tensors.Mask(torch.stack([semantic, instance]))
+
+
+CITYSCAPES_THINGS = tuple(
+    range(11, 19)
+)  # person, rider, car, truck, bus, train, motorcycle, bicycle
+
+
+class CityscapesPanoptic(CityscapesSegmentation):
+    """Cityscapes panoptic from ``gtFine/*_gtFine_instanceIds.png`` (cityscapesScripts
+    conventions: ``label id * 1000 + instance`` for thing instances, the label id alone for stuff
+    and for thing regions without an instance, which are crowd); items as :class:`PanopticFolder`'s,
+    19 train ids, the 8 thing classes 11-18."""
+
+    thing_classes = CITYSCAPES_THINGS
+
+    def __init__(self, root: str | Path, split: str = "train", **options: Any) -> None:
+        super().__init__(root, split, **options)
+        self.samples = [
+            (image, label.with_name(label.name.replace("_labelIds.png", "_instanceIds.png")))
+            for image, label in self.samples
+        ]
+        missing = [label for _, label in self.samples if not label.is_file()]
+        if missing:
+            raise DataError(f"{missing[0]}: instance file not found ({len(missing)} in all)")
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        image_path, path = self.samples[index]
+        image = read_image(image_path)
+        try:
+            with Image.open(path) as png:
+                raw = torch.from_numpy(np.array(png, dtype=np.int64))
+        except OSError as err:
+            raise DataError(f"{path}: unreadable instance file ({err})") from None
+        if raw.shape != image.shape[-2:]:
+            raise DataError(f"{path}: size {tuple(raw.shape)} differs from its image")
+        label_id = torch.where(raw >= 1000, raw // 1000, raw)
+        instance = torch.where(raw >= 1000, raw % 1000, torch.zeros_like(raw))
+        semantic = map_labels(label_id, cityscapes_label_map(), path)
+        return tv_tensors.Image(image), tv_tensors.Mask(torch.stack([semantic, instance]))
+
+
+class COCOPanoptic(Dataset):
+    """COCO panoptic (``annotations/panoptic_{split}2017.json`` + the RGB-encoded PNGs of
+    ``annotations/panoptic_{split}2017/``, images in ``{split}2017/``): segment ids are
+    ``R + 256 G + 256^2 B``; categories map to contiguous train ids in id order (133 for COCO);
+    each image's thing segments are numbered 1, 2, ... per class; crowd segments get instance 0
+    and unlabeled pixels 255. Items as :class:`PanopticFolder`'s."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        *,
+        transforms: Callable[..., Any] | None = None,
+        strict: bool = True,
+    ) -> None:
+        self.root, self.transforms = Path(root), transforms
+        spec = self.root / "annotations" / f"panoptic_{split}2017.json"
+        try:
+            data = json.loads(spec.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{spec}: cannot read the panoptic annotations ({err})") from None
+        categories = sorted(data["categories"], key=lambda c: c["id"])
+        self.category_index = {c["id"]: i for i, c in enumerate(categories)}
+        self.thing_classes = tuple(i for i, c in enumerate(categories) if c.get("isthing"))
+        palette = np.zeros((256, 3), dtype=np.uint8)
+        for i, c in enumerate(categories[:256]):
+            palette[i] = c.get("color", [0, 0, 0])
+        self.info = DatasetInfo(classes=tuple(c["name"] for c in categories), palette=palette)
+        images = {im["id"]: im for im in data["images"]}
+        self.items = []
+        self.missing: list[str] = []
+        for ann in data["annotations"]:
+            image = self.root / f"{split}2017" / images[ann["image_id"]]["file_name"]
+            png = self.root / "annotations" / f"panoptic_{split}2017" / ann["file_name"]
+            if image.is_file() and png.is_file():
+                self.items.append((image, png, ann["segments_info"]))
+            else:
+                self.missing.append(f"{image}: image or panoptic PNG {png.name} not found")
+        if strict and self.missing:
+            raise DataError(f"{self.missing[0]} ({len(self.missing)} in all)")
+        self.samples = [(image, png) for image, png, _ in self.items]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def palette(self) -> np.ndarray:
+        return self.info.palette
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        image_path, png_path, segments = self.items[index]
+        image = read_image(image_path)
+        with Image.open(png_path) as png:
+            rgb = np.array(png.convert("RGB"), dtype=np.int64)
+        ids = torch.from_numpy(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2])
+        semantic = torch.full_like(ids, IGNORE_INDEX)
+        instance = torch.zeros_like(ids)
+        counters: dict[int, int] = {}
+        for segment in sorted(segments, key=lambda s: s["id"]):
+            if segment["category_id"] not in self.category_index:
+                raise DataError(f"{png_path}: unknown category {segment['category_id']}")
+            cls = self.category_index[segment["category_id"]]
+            where = ids == segment["id"]
+            semantic[where] = cls
+            if cls in self.thing_classes and not segment.get("iscrowd", 0):
+                counters[cls] = counters.get(cls, 0) + 1
+                instance[where] = counters[cls]
+        return tv_tensors.Image(image), tv_tensors.Mask(torch.stack([semantic, instance]))
+
+    def __getitem__(self, index: int) -> Any:
+        image, mask = self.load(index)
+        return self.transforms(image, mask) if self.transforms is not None else (image, mask)
