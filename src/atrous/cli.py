@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_args import build_parser
-from .errors import AtrousError
+from .errors import AtrousError, ConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -54,6 +54,10 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluation.report import worst_images_line
     from .metrics import write_json
 
+    if args.panoptic:
+        return _eval_coco_panoptic(args)
+    if not args.checkpoint:
+        raise ConfigError("atrous eval needs --checkpoint (or --panoptic PREDICTIONS_JSON)")
     refiners = _refiners(args)
     out = Path(args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json"))
     picture = out.with_name(f"{out.stem}_refinement.png") if refiners else None
@@ -82,6 +86,19 @@ def _eval(args: argparse.Namespace) -> None:
         print(worst_images_line(result["per_image"]))
     write_json(out, result, classes=list(classes), split=args.split, data=str(args.data))
     print(f"mIoU {100 * result['miou']:.2f}  (written to {out})")
+
+
+def _eval_coco_panoptic(args: argparse.Namespace) -> None:
+    from .evaluation import panoptic_table
+    from .evaluation.coco_panoptic import score_coco_panoptic
+    from .metrics import write_json
+
+    result = score_coco_panoptic(args.data, args.panoptic)
+    print(panoptic_table(result))
+    out = Path(args.out or Path(args.panoptic).with_name("panoptic_scores.json"))
+    write_json(out, result, predictions=str(args.panoptic), ground_truth=str(args.data))
+    print(f"PQ {100 * result['pq']:.2f}  PC {100 * result['pc']:.2f} over {result['images']} "
+          f"images (written to {out})")  # fmt: skip
 
 
 def _crf_search(args: argparse.Namespace) -> None:

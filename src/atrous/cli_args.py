@@ -22,9 +22,11 @@ def _inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, help="sliding-window step (default: 2/3 of --crop)")
 
 
-def _checkpoint_on_data_args(p: argparse.ArgumentParser) -> None:
+def _checkpoint_on_data_args(
+    p: argparse.ArgumentParser, *, checkpoint_required: bool = True
+) -> None:
     """A checkpoint and the dataset split to score it on (eval, crf-search)."""
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=checkpoint_required)
     p.add_argument("--data", required=True, help="dataset root (its official layout)")
     p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
     p.add_argument("--split", default="val", help="split name (default: val)")
@@ -98,7 +100,13 @@ def _eval_parser(sub: Any) -> None:
         help="evaluate a checkpoint: per-class IoU table and mIoU",
         description="Evaluate a checkpoint on a data folder; writes JSON.",
     )
-    _checkpoint_on_data_args(p)
+    _checkpoint_on_data_args(p, checkpoint_required=False)
+    p.add_argument(
+        "--panoptic",
+        metavar="PREDICTIONS_JSON",
+        help="score panoptic predictions in COCO panoptic format (a panoptic_*.json beside its "
+        "PNG folder) against the ground truth JSON given as --data; no checkpoint",
+    )
     _inference_args(p)
     p.add_argument(
         "--trimap",

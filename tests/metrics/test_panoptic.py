@@ -121,3 +121,24 @@ def test_parsing_covering_by_hand():
     normalized = ParsingCovering(3)
     normalized.update(pred, gt)
     assert normalized.compute()["pc"] == pytest.approx(result["pc"])  # one image: same ratio
+
+
+def test_coco_panoptic_format_round_trip_and_scoring(tmp_path):
+    from atrous.cli import main
+    from atrous.evaluation.coco_panoptic import score_coco_panoptic, write_coco_panoptic
+
+    gt = _map((slice(0, 4), slice(0, 5), 1 * D + 1), (slice(5, 10), slice(5, 10), 2 * D + 1))
+    pred = gt.clone()
+    pred[5:10, 5:10] = 2 * D + 7  # the same segment under another instance number
+    pred[0, 0] = 0  # one pixel wrong
+    classes, things = ["sky", "cat", "dog"], [1, 2]
+    gt_json = write_coco_panoptic([("a.jpg", gt.numpy())], tmp_path / "gt.json", classes, things)
+    pred_json = write_coco_panoptic(
+        [("a.jpg", pred.numpy())], tmp_path / "pred.json", classes, things
+    )
+    result = score_coco_panoptic(gt_json, pred_json)
+    direct = PanopticQuality(3, thing_classes=things)
+    direct.update(pred, gt)
+    assert result["pq"] == pytest.approx(direct.compute()["pq"]) and result["images"] == 1
+    assert main(["eval", "--panoptic", str(pred_json), "--data", str(gt_json)]) == 0
+    assert (tmp_path / "panoptic_scores.json").is_file()
