@@ -64,7 +64,7 @@ def test_recipes_load_and_the_demo_recipe_matches_the_demo():
     for recipe in recipes:
         load_config(recipe)
     shipped = load_config(
-        REPO / "configs/synthetic/deeplabv3plus_mobilenetv2_os16_96_4k.yaml",
+        REPO / "configs/synthetic/deeplabv3plus_mobilenetv2_os16_96_2500.yaml",
         ["data.root=atrous-demo/data", "train.out_dir=atrous-demo"],
     )
     assert shipped == demo_config("atrous-demo")

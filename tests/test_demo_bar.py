@@ -10,4 +10,5 @@ from atrous.demo import run_demo
 @pytest.mark.slow
 def test_demo_reaches_its_miou_bar(tmp_path: Path):
     result = run_demo(tmp_path / "demo", progress=False)
-    assert result["metrics"]["miou"] >= 0.70
+    assert result["metrics"]["miou"] >= 0.74  # measured 74.19 (seed 0, 2,500 steps)
+    assert result["seconds"] <= 150  # measured 137 s on the 2-core CPU the README quotes
