@@ -5,7 +5,7 @@ Run by hand (about 15 minutes on 2 cores):
     pip install segmentation-models-pytorch
     python benchmarks/train_speed.py [--steps 6] [--repeats 3]
 Cases: DeepLabv3+ MobileNetV2 and ResNet-50 (OS16, from scratch) at batch 8 x crop 160 and
-batch 4 x crop 513. Rows:
+batch 4 x crop 512. Rows:
 - atrous: the step ``atrous train`` runs (its defaults: bf16 autocast where the CPU has it,
   channels-last, fp32 loss, no per-step host sync);
 - plain loop: the same atrous network in fp32, NCHW, loss read every step (``loss.item()``);
@@ -88,10 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--crops", type=int, nargs="+", default=[160, 512])
     args = parser.parse_args()
     rows = ("atrous", "plain loop", "smp")
-    results = []
-    for backbone, batch, crop in CASES:
+    log = RESULTS / "train_speed.json"
+    kept = json.loads(log.read_text()) if log.is_file() else []
+    results = [r for r in kept if r["crop"] not in args.crops]
+    for backbone, batch, crop in [c for c in CASES if c[2] in args.crops]:
         steppers = {row: _stepper(row, backbone, batch, crop) for row in rows}
         for step in steppers.values():
             step()
@@ -125,6 +128,8 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for backbone, batch, crop in CASES:
+        if not any(r["crop"] == crop and r["backbone"] == backbone for r in results):
+            continue
         got = {
             r["row"]: r
             for r in results
