@@ -94,8 +94,13 @@ def search(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
         if step >= arch_start:  # alpha/beta only after the warm-up (paper: after epoch 20)
             images, masks = (t.to(device) for t in next(arch_batches))
             adam.zero_grad(set_to_none=True)
+            weights = model.weights()
+            for p in weights:  # no weight gradients in the architecture step: a cheaper backward
+                p.requires_grad_(False)
             arch = _loss(model, images, masks)
-            arch.backward()  # the weights' gradients it leaves are cleared by the next SGD step
+            arch.backward()
+            for p in weights:
+                p.requires_grad_(True)
             adam.step()
             arch_loss = arch.item()
         found = decode(model)
