@@ -20,6 +20,7 @@ import warnings
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 _INT64_LIMIT = 2**62  # headroom below 2**63 for the mixed-radix key code
 
@@ -128,10 +129,18 @@ class PermutohedralLattice:
             zero = n1.new_zeros(1)
             self._n1.append(torch.cat([zero, n1]))
             self._n2.append(torch.cat([zero, n2]))
+        # Each axis's blur as bags of (vertex, n1, n2) rows for embedding_bag: one fused
+        # gather-and-sum per axis instead of two gathers and three passes of adds.
+        rows = torch.arange(m + 1, device=radix.device)
+        self._bags = [
+            torch.stack([rows, n1, n2], 1) for n1, n2 in zip(self._n1, self._n2, strict=True)
+        ]
 
     def _splat_slice(self, vertices: Tensor, weights: Tensor) -> None:
-        """Splatting and slicing as sparse matrices (vertices x points and its transpose): one
-        sparse matmul each, several times faster than scatter/gather over ``[P, d+1, C]``."""
+        """Splatting as a sparse matrix (vertices x points; one sparse matmul, several times faster
+        than a scatter over ``[P, d+1, C]``), slicing as weighted bags of each point's d+1
+        vertices (``embedding_bag``: one fused gather-and-sum); the transposed sparse matrix
+        serves splatting's backward."""
         points, k = vertices.shape
         rows = self.num_vertices + 1
         vertices, order = vertices.sort(1)
@@ -153,6 +162,8 @@ class PermutohedralLattice:
             (rows, points),
         )
         self._cache = {weights.dtype: (self._splat, self._slice)}
+        self._slice_vertices, self._slice_weights = vertices, weights  # slicing as bags
+        self._blur_cache: dict[torch.dtype, Tensor] = {}
 
     def filter(self, values: Tensor) -> Tensor:
         """Gaussian-filter ``values`` ``[P, C]`` (differentiable w.r.t. ``values``)."""
@@ -162,11 +173,19 @@ class PermutohedralLattice:
             )
         splat, slice_ = self._matrices(values.dtype)
         lattice = _SparseMatmul.apply(splat, slice_, values)
-        for n1, n2 in zip(self._n1, self._n2, strict=True):
-            # v + (v[n1] + v[n2]) / 2; the in-place ops act on fresh tensors, autograd-safe.
-            blurred = lattice.index_select(0, n1).add_(lattice.index_select(0, n2)).mul_(0.5)
-            lattice = blurred.add_(lattice)
-        return _SparseMatmul.apply(slice_, splat, lattice) * self._alpha
+        blur = self._blur_weights(values.dtype)
+        for bags in self._bags:  # v + (v[n1] + v[n2]) / 2, row 0 (no vertex) staying zero
+            lattice = F.embedding_bag(bags, lattice, mode="sum", per_sample_weights=blur)
+        weights = self._slice_weights.to(values.dtype)
+        return F.embedding_bag(self._slice_vertices, lattice, mode="sum",
+                               per_sample_weights=weights) * self._alpha  # fmt: skip
+
+    def _blur_weights(self, dtype: torch.dtype) -> Tensor:
+        """The (1, 1/2, 1/2) weights of every bag, per dtype."""
+        if dtype not in self._blur_cache:
+            weights = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=self._bags[0].device)
+            self._blur_cache[dtype] = weights.expand(self._bags[0].shape).contiguous()
+        return self._blur_cache[dtype]
 
     def _matrices(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         if dtype not in self._cache:
