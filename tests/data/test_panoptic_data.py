@@ -73,3 +73,21 @@ def test_coco_panoptic(tmp_path: Path):
     (tmp_path / "annotations" / "panoptic_val2017" / "1.png").unlink()
     with pytest.raises(DataError, match="not found"):
         build_dataset("coco_panoptic", tmp_path, "val")
+
+
+def test_data_check_counts_panoptic_instances(tmp_path: Path, capsys):
+    from atrous.cli import main
+    from atrous.data import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "p", num_train=3, num_val=1, size_range=(40, 48),
+                                  seed=2, panoptic=True)  # fmt: skip
+    assert main(["data", "check", "--dataset", "panoptic_folder", "--root", str(root),
+                 "--split", "train"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    data = build_dataset("panoptic_folder", root, "train")
+    expected = 0
+    for k in range(len(data)):
+        mask = data[k][1]
+        member = (mask[1] > 0) & (mask[0] != 255)
+        expected += len(set((mask[0][member] * 1000 + mask[1][member]).tolist()))
+    assert f"{expected} thing instances (panoptic)" in out and expected > 0

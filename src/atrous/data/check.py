@@ -22,6 +22,7 @@ class CheckReport:
     errors: list[str] = field(default_factory=list)
     pixel_counts: list[int] = field(default_factory=list)
     ignored_pixels: int = 0
+    instances: int | None = None  # panoptic data sets: thing instances counted
 
     @property
     def ok(self) -> bool:
@@ -45,6 +46,8 @@ class CheckReport:
                 f"{'(ignore 255)':<{width}}  {self.ignored_pixels:>12}  "
                 f"{100 * self.ignored_pixels / total:>6.2f}%"
             )
+        if self.instances is not None:
+            lines.append(f"{self.instances} thing instances (panoptic)")
         lines.append("OK" if self.ok else "FAILED: fix the files above")
         return "\n".join(lines)
 
@@ -60,6 +63,13 @@ def check_dataset(dataset: PairedDataset, *, progress: bool = True) -> CheckRepo
         except DataError as err:
             report.errors.append(str(err))
             continue
+        if mask.ndim == 3:  # panoptic: (semantic, instance)
+            semantic, instance = mask[0], mask[1]
+            things = torch.tensor(getattr(dataset, "thing_classes", ()), dtype=torch.int64)
+            member = torch.isin(semantic, things) & (instance > 0)
+            pairs = torch.unique(semantic[member] * 1_000_000 + instance[member])
+            report.instances = (report.instances or 0) + len(pairs)
+            mask = semantic
         ignored = mask == IGNORE_INDEX
         report.ignored_pixels += int(ignored.sum())
         counts += torch.bincount(mask[~ignored].reshape(-1), minlength=dataset.num_classes)
