@@ -122,19 +122,35 @@ def _crf_search(args: argparse.Namespace) -> None:
     print(f"all combinations written to {out}")
 
 
+def _from_weights(name: str) -> Any:
+    """Published weights (``atrous.models.list_weights``) as a loaded model for predict."""
+    from .data.info import DatasetInfo
+    from .data.palette import voc_colormap
+    from .loader import Loaded
+    from .models import WEIGHTS, from_weights
+
+    model = from_weights(name)
+    entry = WEIGHTS[name]
+    info = DatasetInfo(classes=entry.classes, palette=voc_colormap())
+    return Loaded(model, info, entry.mean, entry.std, Path(name), entry.spec, {})
+
+
 def _predict(args: argparse.Namespace) -> int:
     from .evaluation import chain
     from .inference import find_images, predict_to_files
     from .loader import load
 
-    loaded = load(args.checkpoint, checkpoint_only=True)
+    if bool(args.checkpoint) == bool(args.weights):
+        raise ConfigError("atrous predict needs --checkpoint or --weights (one of them)")
+    loaded = (
+        _from_weights(args.weights) if args.weights else load(args.checkpoint, checkpoint_only=True)
+    )
     refine = chain(list(_refiners(args, loaded.state.get("config")).values()))
     predictor = loaded.predictor(device=args.device, refine=refine, **_predictor_options(args))
     if args.save_attention and not hasattr(loaded.model, "attention_maps"):
-        from .errors import ConfigError
-
         raise ConfigError(
-            f"--save-attention: {args.checkpoint} was not trained with model.scale_attention"
+            f"--save-attention: {args.checkpoint or args.weights} was not trained with "
+            "model.scale_attention"
         )
     written = predict_to_files(
         predictor, find_images(args.inputs), args.out, attention=args.save_attention
@@ -250,7 +266,7 @@ def _refiners(args: argparse.Namespace, saved_config: Any = None) -> dict[str, A
         raise ConfigError(f"--set {bad[0]!r}: only refine.* settings apply to {args.command}")
     if not (args.crf or args.domain_transform):
         return {}
-    if saved_config is None:
+    if saved_config is None and getattr(args, "checkpoint", None):
         saved_config = load_checkpoint(args.checkpoint).get("config")
     return refiners_from_recipe(
         saved_config,

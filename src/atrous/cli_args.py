@@ -144,7 +144,11 @@ def _predict_parser(sub: Any) -> None:
         help="segment images: palette PNGs and colour overlays",
         description="Write <stem>.png (class ids) and <stem>_overlay.jpg per image.",
     )
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="an atrous checkpoint")
+    p.add_argument(
+        "--weights",
+        help="published weights instead (atrous.models.list_weights(); downloaded once)",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(

@@ -16,6 +16,15 @@ from .deeplab import (
     mobile_deeplabv3,
 )
 from .panoptic_deeplab import PanopticDeepLab, panoptic_deeplab
+from .registry import (
+    WEIGHTS,
+    Weights,
+    from_pretrained,
+    from_weights,
+    list_weights,
+    push_to_hub,
+    save_pretrained,
+)
 from .scale_attention import ScaleAttentionDeepLab, with_scale_attention
 from .spec import WRAPPERS, ModelSpec
 from .summary import ModelSummary, summary
@@ -42,5 +51,12 @@ __all__ = [
     "ScaleAttentionDeepLab",
     "WRAPPERS",
     "summary",
+    "WEIGHTS",
+    "Weights",
+    "from_pretrained",
+    "from_weights",
+    "list_weights",
+    "push_to_hub",
+    "save_pretrained",
     "with_scale_attention",
 ]

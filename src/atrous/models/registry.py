@@ -1,0 +1,236 @@
+"""Published weights by name, and sharing trained models the way timm / smp users do.
+
+:func:`list_weights` lists the registry: each entry names its file (URL and sha256 prefix), the
+architecture it fills (a :class:`~.spec.ModelSpec`), its preprocessing, classes, the reported
+result with its source, and the licence. :func:`from_weights` downloads a file once into the
+torch hub cache (``torch.hub.get_dir()/atrous``), checks its hash, converts it and returns the
+model. Without a network the error names the URL and how to pass a downloaded file.
+
+:func:`save_pretrained` / :func:`from_pretrained` write and read a directory (``config.json`` with
+the model spec, classes, palette and preprocessing; ``model.safetensors``); ``"hf-hub:owner/name"``
+reads one from the Hugging Face Hub (extra ``atrous[hub]``), :func:`push_to_hub` uploads one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import CheckpointError
+from .spec import ModelSpec
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One published set of weights (see the module docstring)."""
+
+    name: str
+    url: str
+    sha256_prefix: str
+    spec: ModelSpec
+    classes: tuple[str, ...]
+    reported: str
+    source: str
+    licence: str
+    format: str = "torchvision"  # how the file converts: "torchvision" state dict, "tf" checkpoint
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _torchvision(backbone: str, prefix: str, miou: float) -> Weights:
+    return Weights(
+        name=f"deeplabv3_{backbone}.torchvision_coco_voc",
+        url=f"https://download.pytorch.org/models/deeplabv3_{backbone}_coco-{prefix}.pth",
+        sha256_prefix=prefix,
+        spec=ModelSpec(
+            "deeplabv3",
+            {"backbone": backbone, "num_classes": 21, "output_stride": 8, "torchvision_head": True},
+        ),  # fmt: skip
+        classes=VOC_CLASSES,
+        reported=f"{miou} mIoU, COCO val2017 images with the 20 VOC classes (OS8, single scale)",
+        source="torchvision.models.segmentation.DeepLabV3_ResNet*_Weights.COCO_WITH_VOC_LABELS_V1",
+        licence="BSD-3-Clause (torchvision)",
+    )
+
+
+def _tf(name: str, url: str, spec: ModelSpec, classes: tuple[str, ...], reported: str) -> Weights:
+    return Weights(name=name, url=url, sha256_prefix="", spec=spec, classes=classes,
+                   reported=reported, source="TF DeepLab model zoo (tensorflow/models, "
+                   "research/deeplab/g3doc/model_zoo.md)", licence="Apache-2.0", format="tf",
+                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # fmt: skip
+
+
+WEIGHTS: dict[str, Weights] = {
+    w.name: w
+    for w in (
+        _torchvision("resnet50", "cd0a2569", 66.4),
+        _torchvision("resnet101", "586e9e4e", 67.4),
+        _tf(
+            "deeplabv3plus_xception65.tf_voc_trainaug",
+            "http://download.tensorflow.org/models/deeplabv3_pascal_train_aug_2018_01_04.tar.gz",
+            ModelSpec("deeplabv3plus", {"backbone": "xception65", "num_classes": 21}),
+            VOC_CLASSES,
+            "82.20 mIoU VOC val (OS16, single scale); 83.58 at OS8 + multi-scale + flip",
+        ),
+        _tf(
+            "mobile_deeplabv3.tf_voc_trainaug",
+            "http://download.tensorflow.org/models/deeplabv3_mnv2_pascal_train_aug_2018_01_29.tar.gz",
+            ModelSpec("mobile_deeplabv3", {"num_classes": 21}),
+            VOC_CLASSES,
+            "75.32 mIoU VOC val (OS16, single scale)",
+        ),
+    )
+}
+"""The registry: torchvision's COCO-trained DeepLabv3 (usable now) and TF zoo checkpoints
+(listed; converting them needs the TF reader, which this version does not have yet)."""
+
+
+def list_weights() -> list[Weights]:
+    """Every registered set of weights, by name."""
+    return [WEIGHTS[name] for name in sorted(WEIGHTS)]
+
+
+def _cache() -> Path:
+    return Path(torch.hub.get_dir()) / "atrous"
+
+
+def weights_file(name: str, file: str | Path | None = None) -> Path:
+    """The local file of weights ``name``: ``file`` if given (its hash checked), else the cached
+    download (fetched once)."""
+    entry = _entry(name)
+    path = Path(file) if file is not None else _cache() / Path(entry.url).name
+    if file is None and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(entry.url, str(path), progress=True)
+        except (urllib.error.URLError, OSError) as err:
+            raise CheckpointError(
+                f"could not download {entry.url} ({err}); download it yourself and pass "
+                f"weights_file='path/to/{path.name}' (or put it at {path})"
+            ) from None
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        raise CheckpointError(
+            f"{path}: sha256 {digest[:12]}... does not match {entry.name}'s {entry.sha256_prefix} "
+            "(a corrupt or different file; delete it to download again)"
+        )
+    return path
+
+
+def _entry(name: str) -> Weights:
+    if name not in WEIGHTS:
+        raise CheckpointError(f"unknown weights {name!r}; available: {', '.join(sorted(WEIGHTS))}")
+    return WEIGHTS[name]
+
+
+def from_weights(name: str, *, weights_file_path: str | Path | None = None) -> nn.Module:
+    """The model of weights ``name`` with those weights (downloaded and converted once)."""
+    entry = _entry(name)
+    if entry.format == "tf":
+        raise CheckpointError(
+            f"{name} is a TF checkpoint ({entry.url}); reading TF checkpoints needs the TF "
+            "converter, which this version of atrous does not have yet"
+        )
+    path = weights_file(name, weights_file_path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    import torchvision
+
+    from .convert import from_torchvision
+
+    backbone = entry.spec.kwargs["backbone"]
+    builder = getattr(torchvision.models.segmentation, f"deeplabv3_{backbone}")
+    reference = builder(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    reference.load_state_dict(state)
+    model = entry.spec.build()
+    model.load_state_dict(from_torchvision(reference).state_dict())
+    return model.eval()
+
+
+CONFIG = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    spec: ModelSpec,
+    classes: tuple[str, ...] | list[str],
+    palette: Any = None,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> Path:
+    """Write ``model`` to ``directory``: ``config.json`` (the spec, classes, palette,
+    preprocessing) and ``model.safetensors``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": "atrous-pretrained/1",
+        "model_spec": spec.without_downloads().to_dict(),
+        "classes": list(classes),
+        "palette": None if palette is None else [list(map(int, c)) for c in palette],
+        "mean": list(mean),
+        "std": list(std),
+    }
+    (directory / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    return directory
+
+
+def from_pretrained(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A model saved by :func:`save_pretrained`, from a directory or ``"hf-hub:owner/name"``
+    (downloaded by ``huggingface_hub`` into its cache; ``HF_HUB_OFFLINE=1`` reads the cache
+    alone). Returns the model (eval mode) and its config."""
+    from safetensors.torch import load_file
+
+    text = str(source)
+    if text.startswith("hf-hub:"):
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as err:
+            raise ImportError("hf-hub models need: pip install 'atrous[hub]'") from err
+        repo = text.removeprefix("hf-hub:")
+        config_path = Path(hf_hub_download(repo, CONFIG))
+        weights_path = Path(hf_hub_download(repo, WEIGHTS_FILE))
+    else:
+        config_path, weights_path = Path(source) / CONFIG, Path(source) / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(f"{source}: expected {CONFIG} and {WEIGHTS_FILE}")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != "atrous-pretrained/1":
+        raise CheckpointError(f"{config_path}: not an atrous pretrained config")
+    model = ModelSpec.from_dict(config["model_spec"]).build()
+    model.load_state_dict(load_file(str(weights_path)))
+    return model.eval(), config
+
+
+def push_to_hub(directory: str | Path, repo_id: str, **options: Any) -> str:
+    """Upload a :func:`save_pretrained` directory to the Hugging Face Hub (extra ``atrous[hub]``;
+    ``options`` go to ``huggingface_hub.upload_folder``, e.g. ``token``)."""
+    try:
+        from huggingface_hub import create_repo, upload_folder
+    except ImportError as err:
+        raise ImportError("pushing to the hub needs: pip install 'atrous[hub]'") from err
+    create_repo(repo_id, exist_ok=True, token=options.get("token"))
+    upload_folder(repo_id=repo_id, folder_path=str(directory), **options)
+    return f"hf-hub:{repo_id}"
