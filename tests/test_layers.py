@@ -23,6 +23,7 @@ RANK = {
     "evaluation": 6,
     "training": 7,
     "demo": 8,
+    "serve": 8,
     "cli_args": 8,
     "cli": 9,
     "__init__": 10,

@@ -122,28 +122,15 @@ def _crf_search(args: argparse.Namespace) -> None:
     print(f"all combinations written to {out}")
 
 
-def _from_weights(name: str) -> Any:
-    """Published weights (``atrous.models.list_weights``) as a loaded model for predict."""
-    from .data.info import DatasetInfo
-    from .data.palette import voc_colormap
-    from .loader import Loaded
-    from .models import WEIGHTS, from_weights
-
-    model = from_weights(name)
-    entry = WEIGHTS[name]
-    info = DatasetInfo(classes=entry.classes, palette=voc_colormap())
-    return Loaded(model, info, entry.mean, entry.std, Path(name), entry.spec, {})
-
-
 def _predict(args: argparse.Namespace) -> int:
     from .evaluation import chain
     from .inference import find_images, predict_to_files
-    from .loader import load
+    from .loader import load, load_weights
 
     if bool(args.checkpoint) == bool(args.weights):
         raise ConfigError("atrous predict needs --checkpoint or --weights (one of them)")
     loaded = (
-        _from_weights(args.weights) if args.weights else load(args.checkpoint, checkpoint_only=True)
+        load_weights(args.weights) if args.weights else load(args.checkpoint, checkpoint_only=True)
     )
     refine = chain(list(_refiners(args, loaded.state.get("config")).values()))
     predictor = loaded.predictor(device=args.device, refine=refine, **_predictor_options(args))
@@ -230,6 +217,16 @@ def _annotation_check(args: argparse.Namespace, split: str | None) -> int:
         print(f"  {problem}")
     print("OK" if not problems else "FAILED: fix the annotations above")
     return 0 if not problems else 1
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .serve import serve
+
+    sources = [s for s in (args.checkpoint, args.weights, args.file) if s]
+    if len(sources) != 1:
+        raise ConfigError("atrous serve takes one of --checkpoint, --weights or an exported FILE")
+    print(f"serving {sources[0]} on http://{args.host}:{args.port} (Ctrl+C stops)")
+    serve(sources[0], host=args.host, port=args.port)
 
 
 def _demo(args: argparse.Namespace) -> None:

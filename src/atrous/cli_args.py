@@ -199,6 +199,20 @@ def _data_parser(sub: Any) -> None:
     q.set_defaults(run="_data_check")
 
 
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="a web demo of a model (Gradio, extra atrous[serve])",
+        description="Serve a checkpoint, published weights or an exported file in the browser.",
+    )
+    p.add_argument("file", nargs="?", help="an exported .onnx / TorchScript file")
+    p.add_argument("--checkpoint", help="an atrous checkpoint")
+    p.add_argument("--weights", help="published weights (atrous.models.list_weights())")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(run="_serve")
+
+
 def _demo_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
@@ -231,5 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     _predict_parser(sub)
     _export_parser(sub)
     _data_parser(sub)
+    _serve_parser(sub)
     _demo_parser(sub)
     return parser

@@ -83,3 +83,15 @@ def load(path: str | Path, *, checkpoint_only: bool = False) -> Loaded:
     spec = ModelSpec.from_dict(meta["model_spec"]) if "model_spec" in meta else None
     info = _info(meta, path)
     return Loaded(model, info, tuple(meta["mean"]), tuple(meta["std"]), path, spec, meta)
+
+
+def load_weights(name: str) -> Loaded:
+    """Published weights (:func:`atrous.models.list_weights`), downloaded once and converted,
+    with their classes (VOC colours) and preprocessing."""
+    from .data.palette import voc_colormap
+    from .models import WEIGHTS, from_weights
+
+    model = from_weights(name)
+    entry = WEIGHTS[name]
+    info = DatasetInfo(classes=entry.classes, palette=voc_colormap())
+    return Loaded(model, info, entry.mean, entry.std, Path(name), entry.spec, {})

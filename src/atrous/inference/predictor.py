@@ -35,6 +35,8 @@ def to_image_tensor(image: ImageLike) -> tv_tensors.Image:
             raise ValueError(
                 f"expected an HxWx3 uint8 array, got shape {image.shape} dtype {image.dtype}"
             )
+        if not image.flags.writeable:  # e.g. arrays from a web upload; torch wants writable
+            image = image.copy()
         return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:

@@ -1,0 +1,159 @@
+"""``atrous serve``: a web demo (Gradio, extra ``atrous[serve]``) of a checkpoint, published
+weights or an exported ONNX file: upload an image or pick a bundled example, choose scales,
+flip and the dense CRF, and see the overlay with a legend of the classes present, a per-class
+area table and the class-id PNG to download.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .data.palette import overlay
+from .errors import AtrousError
+from .inference import Predictor
+
+EXAMPLES = Path(__file__).parent / "serve_examples"
+MAX_SIDE = 1024  # larger uploads are resized (with a notice) so a CPU answers in seconds
+SCALES = {
+    "1.0": (1.0,),
+    "0.75, 1.0, 1.25": (0.75, 1.0, 1.25),
+    "0.5 ... 1.75": (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+}
+
+
+def load_predictor(source: str, *, device: str = "cpu") -> Predictor:
+    """A predictor for ``source``: an atrous checkpoint, an exported file (.onnx / TorchScript)
+    or the name of published weights (``atrous.models.list_weights``); CPU fast path for
+    checkpoints and weights. A missing or foreign file is one clear error."""
+    from .loader import load, load_weights
+    from .models import WEIGHTS
+
+    if source in WEIGHTS:
+        return load_weights(source).predictor(device=device, fast=True)
+    path = Path(source)
+    if not path.exists():
+        raise AtrousError(f"{path}: no such checkpoint or exported file (or weights name)")
+    loaded = load(path)
+    fast = path.suffix != ".onnx" and loaded.spec is not None
+    return loaded.predictor(device=device, fast=fast)
+
+
+def _legend(
+    labels: np.ndarray, classes: Sequence[str], palette: np.ndarray
+) -> tuple[str, list[list[Any]]]:
+    """HTML swatches of the classes present, and rows (class, pixels, share %) by area."""
+    counts = np.bincount(labels.reshape(-1), minlength=len(classes))
+    total = max(1, int(counts.sum()))
+    order = [int(c) for c in np.argsort(-counts) if counts[c] > 0]
+    swatches = " ".join(
+        f'<span style="display:inline-block;margin:2px 8px 2px 0"><span style="display:inline-'
+        f"block;width:14px;height:14px;background:rgb{tuple(int(v) for v in palette[c])};"
+        f'vertical-align:middle;border:1px solid #444"></span> {classes[c]}</span>'
+        for c in order
+    )
+    rows = [[classes[c], int(counts[c]), round(100 * counts[c] / total, 2)] for c in order]
+    return f"<div class='legend'>{swatches}</div>", rows
+
+
+def segment(
+    predictor: Predictor, image: np.ndarray | None, scales: str, flip: bool, crf: bool
+) -> tuple[np.ndarray, str, list[list[Any]], str, str]:
+    """One request: (overlay, legend HTML, area rows, class-id PNG path, notice)."""
+    if image is None:
+        raise ValueError("upload an image (PNG or JPEG) first")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"not an RGB image (shape {array.shape})")
+    array = np.ascontiguousarray(array[..., :3].astype(np.uint8))
+    notice = ""
+    h, w = array.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        scale = MAX_SIDE / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR))
+        notice = (
+            f"the image ({w}x{h}) was resized to {size[0]}x{size[1]} (at most {MAX_SIDE} px a side)"
+        )
+    runner = variants(predictor, SCALES.get(scales, (1.0,)), bool(flip), bool(crf))
+    labels = runner.predict(array).numpy()
+    info = predictor.info
+    classes = info.classes if info else tuple(f"class_{i}" for i in range(int(labels.max()) + 1))
+    palette = info.palette if info else None
+    from .data.palette import voc_colormap
+
+    palette = voc_colormap() if palette is None else palette
+    legend, rows = _legend(labels, classes, palette)
+    png = Path(tempfile.mkdtemp(prefix="atrous-serve-")) / "labels.png"
+    out = Image.fromarray(labels.astype(np.uint8), mode="P")
+    out.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())
+    out.save(png)
+    return overlay(array, labels, palette), legend, rows, str(png), notice
+
+
+def variants(predictor: Predictor, scales: tuple[float, ...], flip: bool, crf: bool) -> Predictor:
+    """``predictor`` with these options, made once per combination and kept on it."""
+    cache = predictor.__dict__.setdefault("_serve_variants", {})
+    key = (scales, flip, crf)
+    if key not in cache:
+        if scales == (1.0,) and not flip and not crf:
+            cache[key] = predictor
+        else:
+            from .refine import dense_crf
+
+            variant = predictor.with_options(scales=scales, flip=flip)
+            variant.refine = dense_crf if crf else None
+            cache[key] = variant
+    return cache[key]
+
+
+def build_app(predictor: Predictor, *, title: str = "atrous: DeepLab segmentation") -> Any:
+    """The Gradio Blocks app around ``predictor`` (its ``/segment`` endpoint is the API)."""
+    try:
+        import gradio as gr
+    except ImportError as err:
+        raise ImportError("atrous serve needs: pip install 'atrous[serve]'") from err
+
+    def run(image: Any, scales: str, flip: bool, crf: bool) -> tuple[Any, ...]:
+        try:
+            return segment(predictor, image, scales, flip, crf)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+
+    examples = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
+    with gr.Blocks(title=title) as app:
+        gr.Markdown(f"# {title}\nUpload an image or pick an example; the overlay shows each "
+                    "pixel's class. Multi-scale and flip average the softmax (DeepLabv3's "
+                    "evaluation); the dense CRF sharpens boundaries (DeepLab v1/v2).")  # fmt: skip
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="numpy", label="image", elem_id="input-image")
+                scales = gr.Dropdown(list(SCALES), value="1.0", label="scales")
+                flip = gr.Checkbox(label="left-right flip")
+                crf = gr.Checkbox(label="dense CRF")
+                button = gr.Button("Segment", variant="primary", elem_id="segment")
+                if examples:
+                    gr.Examples(examples, inputs=image)
+            with gr.Column():
+                result = gr.Image(type="numpy", label="overlay", elem_id="overlay")
+                notice = gr.Markdown(elem_id="notice")
+                legend = gr.HTML(elem_id="legend")
+                table = gr.Dataframe(headers=["class", "pixels", "share %"], label="area by class")
+                download = gr.File(label="class ids (palette PNG)")
+        outputs = [result, legend, table, download, notice]
+        button.click(run, inputs=[image, scales, flip, crf], outputs=outputs, api_name="segment")
+    return app
+
+
+def serve(source: str, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+    """Load ``source`` and serve the app on ``host:port`` (loopback by default)."""
+    app = build_app(load_predictor(source))
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True)
+    return app
