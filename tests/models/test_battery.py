@@ -103,7 +103,7 @@ def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
     x = torch.randn(2, 3, 33, 47)
     target = torch.randint(0, 3, (2, 33, 47))
     outputs = model(x)
-    if "semantic" in outputs:  # panoptic: semantic, centre and offsets
+    if isinstance(outputs, dict) and "semantic" in outputs:  # panoptic: semantic, centre, offsets
         instances = torch.randint(0, 3, (2, 33, 47))
         masks = torch.stack([target, instances], dim=1)
         targets = panoptic_targets(masks, model.thing_classes, sigma=2.0)
