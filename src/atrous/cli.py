@@ -172,6 +172,37 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({args.format})")
 
 
+def _convert_tf(args: argparse.Namespace) -> None:
+    from .checkpoint import save_checkpoint
+    from .data.known import known_classes
+    from .models.convert_tf import TF_MEAN, TF_STD, convert_tf_checkpoint
+
+    spec, state = convert_tf_checkpoint(
+        args.checkpoint,
+        variant=args.variant,
+        num_classes=args.num_classes,
+        output_stride=args.output_stride,
+        atrous_rates=args.atrous_rates,
+        multi_grid=args.multi_grid,
+        dpc_cell=args.dpc_cell,
+    )
+    info = known_classes(args.num_classes, args.classes)
+    save_checkpoint(
+        args.out,
+        {
+            "model_spec": spec.to_dict(),
+            "model": state,
+            "classes": list(info.classes),
+            "palette": info.palette.tolist(),
+            "mean": list(TF_MEAN),
+            "std": list(TF_STD),
+        },
+    )
+    print(
+        f"wrote {args.out}: {spec.name}({', '.join(f'{k}={v!r}' for k, v in spec.kwargs.items())})"
+    )
+
+
 def _data_check(args: argparse.Namespace) -> int:
     from .data import build_dataset
     from .data.check import check_dataset

@@ -178,6 +178,35 @@ def _export_parser(sub: Any) -> None:
     p.set_defaults(run="_export")
 
 
+def _convert_tf_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "convert-tf",
+        help="convert a TF DeepLab checkpoint (the model zoo's) to an atrous checkpoint",
+        description="Read a TF1 checkpoint of the TF DeepLab reference (extra atrous[tf]) and "
+        "write an atrous checkpoint that computes what the TF graph computes.",
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="the model.ckpt prefix, its .index, or a folder"
+    )
+    p.add_argument(
+        "--variant",
+        required=True,
+        help="the reference's model_variant: xception_41/65/71, mobilenet_v2, "
+        "resnet_v1_50_beta, resnet_v1_101_beta (aliases like xception65 work)",
+    )
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--out", required=True, help="the atrous checkpoint to write (.pt)")
+    p.add_argument("--output-stride", type=int, default=16, help="stride to run at (default 16)")
+    p.add_argument("--atrous-rates", type=int, nargs="*", help="ASPP rates at OS16 if not 6 12 18")
+    p.add_argument("--multi-grid", type=int, nargs="+", help="ResNet block4 rates, e.g. 1 2 4")
+    p.add_argument("--dpc-cell", help="the DPC cell JSON if not the published Cityscapes one")
+    p.add_argument(
+        "--classes", help="a text file of class names, one a line (default: by --num-classes: "
+        "21 VOC, 19 Cityscapes, 151 ADE20K)"
+    )  # fmt: skip
+    p.set_defaults(run="_convert_tf")
+
+
 def _data_parser(sub: Any) -> None:
     p = sub.add_parser(
         "data",
@@ -244,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     _crf_search_parser(sub)
     _predict_parser(sub)
     _export_parser(sub)
+    _convert_tf_parser(sub)
     _data_parser(sub)
     _serve_parser(sub)
     _demo_parser(sub)

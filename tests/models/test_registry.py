@@ -88,8 +88,11 @@ def test_hash_mismatch_and_offline_errors(served, tmp_path, monkeypatch):
     )
     monkeypatch.setitem(registry.WEIGHTS, NAME, right)
     assert from_weights(NAME, weights_file_path=source) is not None
-    with pytest.raises(CheckpointError, match="TF converter"):
-        from_weights("mobile_deeplabv3.tf_voc_trainaug")
+    tf_name = "mobile_deeplabv3.tf_voc_trainaug"
+    tf_offline = dataclasses.replace(registry.WEIGHTS[tf_name], url="file:///nowhere/mnv2.tar.gz")
+    monkeypatch.setitem(registry.WEIGHTS, tf_name, tf_offline)
+    with pytest.raises(CheckpointError, match=r"could not download file:///nowhere/mnv2.*"):
+        from_weights(tf_name)
     with pytest.raises(CheckpointError, match="unknown weights"):
         from_weights("nope")
 

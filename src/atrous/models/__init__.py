@@ -2,6 +2,7 @@
 
 from .auto_deeplab import auto_deeplab
 from .convert import from_torchvision
+from .convert_tf import from_tf_checkpoint, tf_variable_map
 from .convert_timm import from_timm
 from .decoders import DECODERS, BilinearAdditiveUpsample
 from .deeplab import (
@@ -44,7 +45,9 @@ __all__ = [
     "deeplabv2",
     "deeplabv3",
     "deeplabv3plus",
+    "from_tf_checkpoint",
     "from_timm",
+    "tf_variable_map",
     "from_torchvision",
     "mobile_deeplabv3",
     "ModelSpec",

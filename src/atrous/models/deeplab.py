@@ -40,6 +40,8 @@ def deeplabv3plus(
     dpc_cell: str | Sequence[Mapping[str, Any]] | None = None,
     init: str = "torch",
     align_corners: bool = False,
+    multi_grid: Sequence[int] | None = None,
+    tf_compat: bool = False,
 ) -> DeepLab:
     """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features (MobileNetV2's
     ``features[3]``, ResNet's ``layer1``).
@@ -64,9 +66,21 @@ def deeplabv3plus(
     ``align_corners`` (every builder) is the resize convention: ``False`` (torchvision's) makes
     multiples of the output stride exact, ``True`` (the TF reference's) sizes ``k*OS + 1``; the
     forward pads to the next exact size (:mod:`atrous.models.align`).
+
+    ``tf_compat`` (here and in :func:`deeplabv3`) gives the backbone the TF reference's
+    numerics (MobileNetV2: BN eps 1e-3 and TF "SAME" padding; Xception and the ResNet-beta
+    backbones have them already); with ``align_corners=True`` the model then computes what the
+    TF graph computes (:func:`~atrous.models.from_tf_checkpoint`). ``multi_grid`` is the
+    ResNet backbones' (see :func:`deeplabv3`).
     """
     net = _backbone(
-        backbone, output_stride, width_mult, low_level=low_level, weights=backbone_weights
+        backbone,
+        output_stride,
+        width_mult,
+        multi_grid=multi_grid,
+        low_level=low_level,
+        weights=backbone_weights,
+        tf_compat=tf_compat,
     )
     aspp = _head(
         head,
@@ -111,6 +125,8 @@ def deeplabv3(
     head: str = "aspp",
     dpc_cell: str | Sequence[Mapping[str, Any]] | None = None,
     align_corners: bool = False,
+    separable: bool = False,
+    tf_compat: bool = False,
 ) -> DeepLab:
     """DeepLabv3 (Chen et al., 2017): backbone + ASPP (plain 3x3 convs) + 1x1 classifier.
 
@@ -126,6 +142,8 @@ def deeplabv3(
     67.4 mIoU) unless ``output_stride`` is given, and ``torchvision_head`` (torchvision's head:
     ASPP dropout 0.5 and an extra 3x3 conv-BN-ReLU before the 1x1 classifier).
     ``head="dpc"`` replaces ASPP with a Dense Prediction Cell (``dpc_cell``, as for v3+).
+    ``separable`` makes the ASPP's 3x3 branches depthwise-separable (the TF reference's
+    ``aspp_with_separable_conv``); ``tf_compat`` as for :func:`deeplabv3plus`.
     """
     if weights is not None:
         _check_torchvision_coco(
@@ -147,6 +165,7 @@ def deeplabv3(
         multi_grid=multi_grid,
         extra_blocks=extra_blocks,
         weights=backbone_weights,
+        tf_compat=tf_compat,
     )
     aspp = _head(
         head,
@@ -156,6 +175,7 @@ def deeplabv3(
         output_stride=output_stride,
         dropout=TORCHVISION_ASPP_DROPOUT if torchvision_head else 0.1,
         dpc_cell=dpc_cell,
+        **({"separable": True} if separable else {}),
     )
     classifier: nn.Module = nn.Conv2d(channels, num_classes, 1)
     if torchvision_head:

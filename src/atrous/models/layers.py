@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F
 from torchvision.ops import Conv2dNormActivation
 
 
@@ -73,3 +74,49 @@ def set_dilation(conv: nn.Conv2d, dilation: int, stride: int | None = None) -> N
     conv.padding = ((k - 1) // 2 * dilation,) * 2
     if stride is not None:
         conv.stride = (stride, stride)
+
+
+def tf_same_pad(
+    x: Tensor, kernel: int, stride: int, dilation: int = 1, value: float = 0.0
+) -> Tensor:
+    """``x`` padded as TensorFlow's ``padding="SAME"`` pads it: ``ceil(size / stride)`` outputs,
+    the odd pixel of an uneven total at the bottom/right (for strided convs on even sizes).
+
+    The amounts come from the input's own shape (with ``%``, so that traced exports keep them
+    dynamic); they need an effective kernel at least as large as the stride.
+    """
+    span = (kernel - 1) * dilation + 1
+    pads = []
+    for size in (x.shape[-1], x.shape[-2]):  # F.pad takes the last dimension first
+        total = span - ((size - 1) % stride + 1)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value)
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow's "SAME" padding, computed from each input's size (it
+    ignores ``padding``): the TF reference's strided convs on even sizes pad one more pixel at
+    the bottom/right than at the top/left. Stride 1 gives the usual symmetric padding."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        k, s, d = self.kernel_size[0], self.stride[0], self.dilation[0]
+        if (k - 1) * d + 1 < s:
+            raise ValueError(f"Conv2dSame needs a kernel span of at least the stride {s}")
+        x = tf_same_pad(x, k, s, d)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def same_padded(conv: nn.Conv2d) -> Conv2dSame:
+    """A :class:`Conv2dSame` holding ``conv``'s parameters (the same tensors, the same names)."""
+    new = Conv2dSame(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
+    new.weight = conv.weight
+    new.bias = conv.bias
+    return new

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
+import tempfile
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +70,19 @@ def _torchvision(backbone: str, prefix: str, miou: float) -> Weights:
     )
 
 
-def _tf(name: str, url: str, spec: ModelSpec, classes: tuple[str, ...], reported: str) -> Weights:
+def _tf(
+    name: str, url: str, variant: str, spec: ModelSpec, classes: tuple[str, ...], reported: str
+) -> Weights:
+    """A TF zoo tarball; ``spec`` is what :func:`~.convert_tf.from_tf_checkpoint` builds for it
+    (TF-compatible mode). No hash: the zoo publishes none (the first download is trusted)."""
     return Weights(name=name, url=url, sha256_prefix="", spec=spec, classes=classes,
                    reported=reported, source="TF DeepLab model zoo (tensorflow/models, "
                    "research/deeplab/g3doc/model_zoo.md)", licence="Apache-2.0", format="tf",
-                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # fmt: skip
+                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                   extra={"variant": variant})  # fmt: skip
+
+
+_TF_MODE = {"output_stride": 16, "align_corners": True, "tf_compat": True}
 
 
 WEIGHTS: dict[str, Weights] = {
@@ -83,21 +93,35 @@ WEIGHTS: dict[str, Weights] = {
         _tf(
             "deeplabv3plus_xception65.tf_voc_trainaug",
             "http://download.tensorflow.org/models/deeplabv3_pascal_train_aug_2018_01_04.tar.gz",
-            ModelSpec("deeplabv3plus", {"backbone": "xception65", "num_classes": 21}),
+            "xception_65",
+            ModelSpec(
+                "deeplabv3plus",
+                {
+                    "backbone": "xception65",
+                    "num_classes": 21,
+                    "atrous_rates": (6, 12, 18),
+                    "separable": True,
+                    **_TF_MODE,
+                },
+            ),  # fmt: skip
             VOC_CLASSES,
             "82.20 mIoU VOC val (OS16, single scale); 83.58 at OS8 + multi-scale + flip",
         ),
         _tf(
             "mobile_deeplabv3.tf_voc_trainaug",
             "http://download.tensorflow.org/models/deeplabv3_mnv2_pascal_train_aug_2018_01_29.tar.gz",
-            ModelSpec("mobile_deeplabv3", {"num_classes": 21}),
+            "mobilenet_v2",
+            ModelSpec(
+                "deeplabv3",
+                {"backbone": "mobilenetv2", "num_classes": 21, "atrous_rates": (), **_TF_MODE},
+            ),
             VOC_CLASSES,
             "75.32 mIoU VOC val (OS16, single scale)",
         ),
     )
 }
-"""The registry: torchvision's COCO-trained DeepLabv3 (usable now) and TF zoo checkpoints
-(listed; converting them needs the TF reader, which this version does not have yet)."""
+"""The registry: torchvision's COCO-trained DeepLabv3 and TF zoo checkpoints (converted with
+the extra ``atrous[tf]``)."""
 
 
 def list_weights() -> list[Weights]:
@@ -144,10 +168,7 @@ def from_weights(name: str, *, weights_file_path: str | Path | None = None) -> n
     """The model of weights ``name`` with those weights (downloaded and converted once)."""
     entry = _entry(name)
     if entry.format == "tf":
-        raise CheckpointError(
-            f"{name} is a TF checkpoint ({entry.url}); reading TF checkpoints needs the TF "
-            "converter, which this version of atrous does not have yet"
-        )
+        return _from_tf(entry, weights_file_path)
     path = weights_file(name, weights_file_path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     import torchvision
@@ -160,6 +181,33 @@ def from_weights(name: str, *, weights_file_path: str | Path | None = None) -> n
     reference.load_state_dict(state)
     model = entry.spec.build()
     model.load_state_dict(from_torchvision(reference).state_dict())
+    return model.eval()
+
+
+def _from_tf(entry: Weights, file: str | Path | None) -> nn.Module:
+    """A TF zoo tarball, converted once (extra ``atrous[tf]``) into ``<cache>/<name>.pt``."""
+    converted = _cache() / f"{entry.name}.pt"
+    if file is not None or not converted.is_file():
+        from .convert_tf import convert_tf_checkpoint
+
+        path = weights_file(entry.name, file)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                with tarfile.open(path) as tar:
+                    tar.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError) as err:
+                raise CheckpointError(f"{path}: not a readable tar archive ({err})") from None
+            found = sorted(Path(tmp).rglob("*.index"))
+            if not found:
+                raise CheckpointError(f"{path}: no TF checkpoint (*.index) in the archive")
+            spec, state = convert_tf_checkpoint(
+                found[0], variant=entry.extra["variant"], num_classes=len(entry.classes)
+            )
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model_spec": spec.to_dict(), "model": state}, converted)
+    saved = torch.load(converted, map_location="cpu", weights_only=True)
+    model = ModelSpec.from_dict(saved["model_spec"]).build()
+    model.load_state_dict(saved["model"])
     return model.eval()
 
 

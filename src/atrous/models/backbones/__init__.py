@@ -6,6 +6,7 @@ Each takes ``output_stride`` and has ``feature_channels``, ``output_stride`` and
 
 from .mobilenetv2 import MobileNetV2
 from .resnet import ResNet, resnet50, resnet101
+from .resnet_beta import ResNetBeta, resnet50_beta, resnet101_beta
 from .vgg import VGG16
 from .xception import Xception, xception41, xception65, xception71
 
@@ -13,9 +14,12 @@ __all__ = [
     "VGG16",
     "MobileNetV2",
     "ResNet",
+    "ResNetBeta",
     "Xception",
     "resnet50",
     "resnet101",
+    "resnet50_beta",
+    "resnet101_beta",
     "xception41",
     "xception65",
     "xception71",

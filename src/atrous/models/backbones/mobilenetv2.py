@@ -11,8 +11,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from ..layers import set_dilation
+from ..layers import same_padded, set_dilation
 from ._stride import stride_plan
+
+TF_BN_EPS = 1e-3
+"""slim's ``batch_norm`` epsilon, which the TF reference's MobileNetV2 keeps (torch: 1e-5)."""
 
 # (expansion t, output channels c, repeats n, first stride s): MobileNetV2 paper, Table 2.
 INVERTED_RESIDUAL_SETTING = (
@@ -72,15 +75,27 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     """MobileNetV2 feature extractor returning ``{"os4": ..., "out": ...}``; ``low_level`` picks
-    the OS4 tap (:data:`LOW_LEVEL_TAPS`)."""
+    the OS4 tap (:data:`LOW_LEVEL_TAPS`).
+
+    ``tf_compat=True`` computes what the TF reference's (slim) MobileNetV2 computes: BN eps
+    1e-3 and TF's "SAME" padding on the 3x3 convs (:class:`~atrous.models.layers.Conv2dSame`:
+    a strided conv on an even size pads one pixel more at the bottom/right). The parameters and
+    their names are the same.
+    """
 
     def __init__(
-        self, *, width_mult: float = 1.0, output_stride: int = 16, low_level: str = "block"
+        self,
+        *,
+        width_mult: float = 1.0,
+        output_stride: int = 16,
+        low_level: str = "block",
+        tf_compat: bool = False,
     ) -> None:
         super().__init__()
         if low_level not in LOW_LEVEL_TAPS:
             raise ValueError(f"low_level must be one of {LOW_LEVEL_TAPS}, got {low_level!r}")
         self.low_level = low_level
+        self.tf_compat = tf_compat
         in_channels = _make_divisible(32 * width_mult)
         layers: list[nn.Module] = [
             Conv2dNormActivation(3, in_channels, 3, stride=2, activation_layer=nn.ReLU6)
@@ -91,6 +106,8 @@ class MobileNetV2(nn.Module):
                 layers.append(InvertedResidual(in_channels, out_channels, s if i == 0 else 1, t))
                 in_channels = out_channels
         self.features = nn.Sequential(*layers)
+        if tf_compat:
+            self._to_tf()
         tap = layers[LOW_LEVEL_INDEX].conv  # type: ignore[union-attr]
         self.feature_channels = {
             "os4": tap[-1].num_features if low_level == "block" else tap[1][0].out_channels,
@@ -98,6 +115,14 @@ class MobileNetV2(nn.Module):
             "out": in_channels,
         }
         self.set_output_stride(output_stride)
+
+    def _to_tf(self) -> None:
+        for block in list(self.modules()):
+            if isinstance(block, Conv2dNormActivation) and block[0].kernel_size[0] > 1:
+                block[0] = same_padded(block[0])
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps = TF_BN_EPS
 
     def set_output_stride(self, output_stride: int) -> None:
         """Turn strides past ``output_stride`` into atrous rates; weights are untouched."""

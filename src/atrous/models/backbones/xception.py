@@ -68,6 +68,16 @@ XCEPTION_BLOCKS: dict[int, tuple[BlockSpec, ...]] = {
 """Blocks after the stem (conv 32 s2, conv 64), per depth (TF reference ``xception_41/65/71``)."""
 
 
+def _width(channels: int, width_mult: float) -> int:
+    return max(1, int(channels * width_mult + 0.5))
+
+
+def _scaled(spec: BlockSpec, width_mult: float) -> BlockSpec:
+    """``spec`` with its channels times ``width_mult`` (rounded; for CPU-sized models)."""
+    channels = tuple(_width(c, width_mult) for c in spec.channels)
+    return spec._replace(channels=channels)  # type: ignore[arg-type]
+
+
 class XceptionSeparableConv(nn.Sequential):
     """Depthwise 3x3 conv + BN [+ ReLU], then pointwise 1x1 conv + BN [+ ReLU].
 
@@ -146,29 +156,33 @@ class Xception(nn.Module):
 
     Parameter names: ``stem.<0|1>`` (conv + BN), ``blocks.<i>.convs.<j>.<0 dw|1 pw>.<0 conv|1
     bn>`` and ``blocks.<i>.shortcut.<0 conv|1 bn>``; :mod:`atrous.models.convert_timm` maps
-    timm's ``xception41/65/71`` onto them.
+    timm's ``xception41/65/71`` onto them. ``width_mult`` scales every width (stem included).
     """
 
-    def __init__(self, depth: int = 65, *, output_stride: int = 16) -> None:
+    def __init__(
+        self, depth: int = 65, *, output_stride: int = 16, width_mult: float = 1.0
+    ) -> None:
         super().__init__()
         if depth not in XCEPTION_BLOCKS:
             raise ValueError(f"Xception depth must be one of {tuple(XCEPTION_BLOCKS)}, got {depth}")
         self.depth = depth
+        specs = [_scaled(spec, width_mult) for spec in XCEPTION_BLOCKS[depth]]
+        stem = (_width(32, width_mult), _width(64, width_mult))
         # Entry-flow stem: conv 32 stride 2, conv 64 (Sec. 3.2, Fig. 4), each BN + ReLU.
         self.stem = nn.Sequential(
-            Conv2dNormActivation(3, 32, 3, stride=2, norm_layer=_norm),
-            Conv2dNormActivation(32, 64, 3, norm_layer=_norm),
+            Conv2dNormActivation(3, stem[0], 3, stride=2, norm_layer=_norm),
+            Conv2dNormActivation(stem[0], stem[1], 3, norm_layer=_norm),
         )
-        blocks, in_channels, stride = [], 64, 2
+        blocks, in_channels, stride = [], stem[1], 2
         self.low_level_index = -1
-        for i, spec in enumerate(XCEPTION_BLOCKS[depth]):
+        for i, spec in enumerate(specs):
             if stride == 4 and spec.stride == 2:
                 self.low_level_index = i  # the block that goes from stride 4 to 8
             blocks.append(XceptionBlock(in_channels, spec))
             in_channels, stride = spec.channels[-1], stride * spec.stride
         self.blocks = nn.Sequential(*blocks)
         self.feature_channels = {
-            "os4": XCEPTION_BLOCKS[depth][self.low_level_index].channels[1],
+            "os4": specs[self.low_level_index].channels[1],
             "out": in_channels,
         }
         self.set_output_stride(output_stride)
@@ -188,16 +202,16 @@ class Xception(nn.Module):
         return {"os4": low, "out": self.blocks[i + 1 :](x)}
 
 
-def xception41(*, output_stride: int = 16) -> Xception:
+def xception41(*, output_stride: int = 16, width_mult: float = 1.0) -> Xception:
     """Aligned Xception-41: 8 middle-flow blocks (TF reference ``xception_41``)."""
-    return Xception(41, output_stride=output_stride)
+    return Xception(41, output_stride=output_stride, width_mult=width_mult)
 
 
-def xception65(*, output_stride: int = 16) -> Xception:
+def xception65(*, output_stride: int = 16, width_mult: float = 1.0) -> Xception:
     """Aligned Xception-65, DeepLabv3+'s backbone (Sec. 3.2): 16 middle-flow blocks."""
-    return Xception(65, output_stride=output_stride)
+    return Xception(65, output_stride=output_stride, width_mult=width_mult)
 
 
-def xception71(*, output_stride: int = 16) -> Xception:
+def xception71(*, output_stride: int = 16, width_mult: float = 1.0) -> Xception:
     """Aligned Xception-71 (TF reference ``xception_71``, DPC's backbone): extra entry blocks."""
-    return Xception(71, output_stride=output_stride)
+    return Xception(71, output_stride=output_stride, width_mult=width_mult)
