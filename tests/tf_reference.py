@@ -57,9 +57,12 @@ class Graph:
             beta = self.var("beta", (c,), lambda s: u(-0.3, 0.3, s))
             # Moving statistics near the batch's own (as training leaves them), so that deep
             # random networks keep O(1) activations and an absolute tolerance means something.
+            # The variance is floored at half the layer's mean: on small feature maps a channel
+            # can be nearly constant, and dividing by its variance would amplify rounding.
             seen = x.numpy().reshape(-1, c)
+            spread = np.maximum(seen.var(0), 0.5 * seen.var(0).mean()) + 1e-3
             mean = self.var("moving_mean", (c,), lambda s: seen.mean(0) + u(-0.1, 0.1, s))
-            var = self.var("moving_variance", (c,), lambda s: seen.var(0) * u(0.8, 1.25, s) + 0.01)
+            var = self.var("moving_variance", (c,), lambda s: spread * u(0.8, 1.25, s))
         return tf.nn.batch_normalization(x, mean, var, beta, gamma, eps)
 
     def conv(self, x, name, out, k, *, stride=1, rate=1, padding="SAME", eps=None, act=None):
