@@ -100,6 +100,23 @@ class Graph:
         return prefix
 
 
+class Strides:
+    """``stack_blocks_dense``'s rule (xception, resnet_utils, slim mobilenet): once the output
+    stride is reached, a unit's stride becomes 1 and multiplies the rate of the units after it."""
+
+    def __init__(self, target: int, current: int = 1) -> None:
+        self.target, self.current, self.rate = target, current, 1
+
+    def unit(self, stride: int) -> tuple[int, int]:
+        """The (stride, rate) a unit of nominal ``stride`` runs with."""
+        if self.current == self.target:
+            rate = self.rate
+            self.rate *= stride
+            return 1, rate
+        self.current *= stride
+        return stride, 1
+
+
 def fixed_padding(x, kernel: int, rate: int = 1):
     """``xception.fixed_padding`` / ``resnet_utils.conv2d_same``: symmetric explicit padding."""
     total = kernel + (kernel - 1) * (rate - 1) - 1
@@ -196,16 +213,11 @@ def xception(g: Graph, x, depth: int, *, width: float, output_stride: int):
     with g.scope(scope):
         x = g.conv(x, "entry_flow/conv1_1", d(32), 3, stride=2, padding="FIXED", eps=1e-3, act=RELU)
         x = g.conv(x, "entry_flow/conv1_2", d(64), 3, padding="FIXED", eps=1e-3, act=RELU)
-        target, current, rate, low = output_stride // 2, 1, 1, None
+        plan, low = Strides(output_stride // 2), None
         for bscope, depths, skip, inside, units, stride in _xception_blocks(depth):
             for u in range(units):
                 with g.scope(f"{bscope}/unit_{u + 1}/xception_module"):
-                    if current == target:
-                        s, r = 1, rate
-                        rate *= stride
-                    else:
-                        s, r = stride, 1
-                        current *= stride
+                    s, r = plan.unit(stride)
                     x, tap = _xception_module(g, x, [d(c) for c in depths], skip, inside, s, r)
                     if bscope == _XCEPTION_DECODER_TAP[depth]:
                         low = tap
@@ -229,16 +241,10 @@ def mobilenet_v2(g: Graph, x, *, output_stride: int):
     eps, low = 1e-3, None
     with g.scope("MobilenetV2"):
         x = g.conv(x, "Conv", 32, 3, stride=2, eps=eps, act=RELU6)
-        current, rate, n = 2, 1, 0
+        plan, n = Strides(output_stride, current=2), 0
         for t, c, repeats, first_stride in _MOBILENET:
             for i in range(repeats):
-                stride = first_stride if i == 0 else 1
-                if current == output_stride:
-                    s, r = 1, rate
-                    rate *= stride
-                else:
-                    s, r = stride, 1
-                    current *= stride
+                s, r = plan.unit(first_stride if i == 0 else 1)
                 name = "expanded_conv" + (f"_{n}" if n else "")
                 with g.scope(name):
                     prev = x.shape[-1]
@@ -271,17 +277,11 @@ def resnet_v1_beta(g: Graph, x, layers: int, *, width: float, output_stride: int
         x = g.conv(x, "conv1_2", d(64), 3, padding="FIXED", eps=eps, act=RELU)
         x = g.conv(x, "conv1_3", d(128), 3, padding="FIXED", eps=eps, act=RELU)
         x = tf.nn.max_pool2d(x, 3, 2, "SAME")
-        target, current, rate = output_stride // 4, 1, 1
+        plan = Strides(output_stride // 4)
         for b, (n, base) in enumerate(zip(units, (64, 128, 256, 512), strict=True)):
             for u in range(n):
-                stride = (2 if b < 3 else 1) if u == n - 1 else 1
                 unit_rate = multi_grid[u] if b == 3 else 1
-                if current == target:
-                    s, r = 1, rate
-                    rate *= stride
-                else:
-                    s, r = stride, 1
-                    current *= stride
+                s, r = plan.unit((2 if b < 3 else 1) if u == n - 1 else 1)
                 with g.scope(f"block{b + 1}/unit_{u + 1}/bottleneck_v1"):
                     depth = d(base) * 4
                     if x.shape[-1] == depth:
