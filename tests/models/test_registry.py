@@ -13,6 +13,7 @@ import torchvision
 
 from atrous.errors import CheckpointError
 from atrous.models import (
+    deeplabv3,
     deeplabv3plus,
     from_pretrained,
     from_weights,
@@ -158,3 +159,17 @@ def test_predict_with_published_weights(served, tmp_path, capsys):
         main(["predict", str(image), "--out", str(out)]) == 2
     )  # neither --checkpoint nor --weights
     assert "--checkpoint or --weights" in capsys.readouterr().err
+
+
+def test_builders_take_a_registry_name_as_weights(served):
+    reference, _ = served
+    model = deeplabv3(weights=NAME, backbone="resnet50").eval()  # the entry's own backbone: fine
+    x = torch.randn(1, 3, 33, 33)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), from_weights(NAME)(x))
+    with pytest.raises(ValueError, match="fix the architecture; width_mult differ"):
+        deeplabv3(weights=NAME, width_mult=0.5)
+    with pytest.raises(ValueError, match="fill a deeplabv3 model, not deeplabv3plus"):
+        deeplabv3plus(weights=NAME)
+    with pytest.raises(ValueError, match="unknown weights 'nope'; available: 'torchvision-coco'"):
+        deeplabv3(weights="nope")

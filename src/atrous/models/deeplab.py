@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ def deeplabv3plus(
     align_corners: bool = False,
     multi_grid: Sequence[int] | None = None,
     tf_compat: bool = False,
+    weights: str | None = None,
 ) -> DeepLab:
     """DeepLabv3+ (Chen et al., 2018): ASPP + a decoder on OS4 features (MobileNetV2's
     ``features[3]``, ResNet's ``layer1``).
@@ -71,8 +73,11 @@ def deeplabv3plus(
     numerics (MobileNetV2: BN eps 1e-3 and TF "SAME" padding; Xception and the ResNet-beta
     backbones have them already); with ``align_corners=True`` the model then computes what the
     TF graph computes (:func:`~atrous.models.from_tf_checkpoint`). ``multi_grid`` is the
-    ResNet backbones' (see :func:`deeplabv3`).
+    ResNet backbones' (see :func:`deeplabv3`). ``weights=NAME`` builds a registry entry with its
+    weights (:func:`~.registry.list_weights`).
     """
+    if weights is not None:
+        return _registered(weights, deeplabv3plus, locals())
     net = _backbone(
         backbone,
         output_stride,
@@ -137,6 +142,7 @@ def deeplabv3(
     (256 in the paper). No decoder: logits come from OS-``output_stride`` features.
 
     ``backbone_weights="imagenet"`` downloads ImageNet weights for the backbone;
+    ``weights=NAME`` builds a registry entry (:func:`~.registry.list_weights`) with its weights;
     ``weights="torchvision-coco"`` downloads torchvision's COCO-trained DeepLabv3 (21 VOC
     classes) and builds its network: output stride 8 (where torchvision measures its 66.4 /
     67.4 mIoU) unless ``output_stride`` is given, and ``torchvision_head`` (torchvision's head:
@@ -145,6 +151,8 @@ def deeplabv3(
     ``separable`` makes the ASPP's 3x3 branches depthwise-separable (the TF reference's
     ``aspp_with_separable_conv``); ``tf_compat`` as for :func:`deeplabv3plus`.
     """
+    if weights is not None and weights != "torchvision-coco":
+        return _registered(weights, deeplabv3, locals())
     if weights is not None:
         _check_torchvision_coco(
             weights,
@@ -208,6 +216,37 @@ def _head(
             in_channels, dpc_cell, channels=channels, output_stride=output_stride
         )
     raise ValueError(f"unknown head {kind!r}; available: 'aspp', 'dpc'")
+
+
+def _registered(name: str, builder: Callable[..., DeepLab], passed: Mapping[str, Any]) -> DeepLab:
+    """``weights=NAME``: the registry entry's model with its weights (downloaded once). Options
+    set away from the builder's defaults must agree with the entry's architecture."""
+    from .registry import WEIGHTS, from_weights
+
+    if name not in WEIGHTS:
+        available = ", ".join(["'torchvision-coco'", *map(repr, sorted(WEIGHTS))])
+        raise ValueError(f"unknown weights {name!r}; available: {available}")
+    entry = WEIGHTS[name]
+    if entry.spec.name != builder.__name__:
+        raise ValueError(f"weights {name!r} fill a {entry.spec.name} model, not {builder.__name__}")
+
+    def same(a: Any, b: Any) -> bool:
+        return (tuple(a) if isinstance(a, list) else a) == (tuple(b) if isinstance(b, list) else b)
+
+    defaults = {k: p.default for k, p in inspect.signature(builder).parameters.items()}
+    changed = [
+        key
+        for key, value in passed.items()
+        if key != "weights"
+        and not same(value, defaults[key])
+        and not same(value, entry.spec.kwargs.get(key, defaults[key]))
+    ]
+    if changed:
+        raise ValueError(
+            f"weights {name!r} fix the architecture; {', '.join(changed)} differ from it "
+            f"({entry.spec.kwargs})"
+        )
+    return from_weights(name).train()
 
 
 def _check_torchvision_coco(weights: str, **options: object) -> None:
