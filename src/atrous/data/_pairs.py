@@ -90,7 +90,25 @@ def pair_files(
     return samples, missing
 
 
-class PairedDataset(Dataset):
+class InfoDataset(Dataset):
+    """A dataset whose ``classes``, ``palette`` and ``num_classes`` come from its ``info``."""
+
+    info: DatasetInfo
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def palette(self) -> np.ndarray:
+        return self.info.palette
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+
+class PairedDataset(InfoDataset):
     """``(image path, mask path)`` pairs read as ``(tv_tensors.Image uint8 3xHxW,
     tv_tensors.Mask int64 HxW)`` and passed through ``transforms(image, mask)`` when given.
 
@@ -123,18 +141,6 @@ class PairedDataset(Dataset):
             raise DataError(f"{self.missing[0]} ({len(self.missing)} image(s) in all)")
         if not self.samples and not self.missing:
             raise DataError(f"{where}: empty dataset (no image/mask pairs found)")
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.info.classes
-
-    @property
-    def palette(self) -> np.ndarray:
-        return self.info.palette
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
 
     def __len__(self) -> int:
         return len(self.samples)

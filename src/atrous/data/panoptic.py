@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..errors import DataError
-from ._pairs import map_labels, read_image, read_mask
+from ._pairs import InfoDataset, map_labels, read_image, read_mask
 from .cityscapes import CityscapesSegmentation, cityscapes_label_map
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
@@ -99,7 +98,7 @@ class CityscapesPanoptic(CityscapesSegmentation):
         return tv_tensors.Image(image), tv_tensors.Mask(torch.stack([semantic, instance]))
 
 
-class COCOPanoptic(Dataset):
+class COCOPanoptic(InfoDataset):
     """COCO panoptic (``annotations/panoptic_{split}2017.json`` + the RGB-encoded PNGs of
     ``annotations/panoptic_{split}2017/``, images in ``{split}2017/``): segment ids are
     ``R + 256 G + 256^2 B``; categories map to contiguous train ids in id order (133 for COCO);
@@ -140,18 +139,6 @@ class COCOPanoptic(Dataset):
         if strict and self.missing:
             raise DataError(f"{self.missing[0]} ({len(self.missing)} in all)")
         self.samples = [(image, png) for image, png, _ in self.items]
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.info.classes
-
-    @property
-    def palette(self) -> np.ndarray:
-        return self.info.palette
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
 
     def __len__(self) -> int:
         return len(self.items)

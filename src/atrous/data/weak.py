@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..errors import DataError
-from ._pairs import IMAGE_SUFFIXES, read_image, read_mask
+from ._pairs import IMAGE_SUFFIXES, InfoDataset, read_image, read_mask
 from .boxes import Box, bbox_rect, box_allowed, read_boxes, read_image_labels
 from .folder import _split_stems, load_info
 from .info import IGNORE_INDEX
@@ -38,7 +37,7 @@ def _strong(stem: str, fraction: float) -> bool:
     return value < fraction
 
 
-class WeakFolder(Dataset):
+class WeakFolder(InfoDataset):
     """See the module docstring. ``supervision`` is ``boxes`` / ``image_labels`` (every image
     weak) or ``mixed`` (a ``strong_fraction`` of the images with masks, the rest weak, from
     ``boxes`` if given else ``image_labels``); ``method`` is ``rect`` or ``seg`` (boxes, fixed
@@ -121,18 +120,6 @@ class WeakFolder(Dataset):
         self._seg_cache: dict[str, np.ndarray] = {}
         strong_index = [i for i, s in enumerate(self.stems) if s in self.strong]
         self.order = list(range(len(self.stems))) + strong_index * max(0, strong_repeat - 1)
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.info.classes
-
-    @property
-    def palette(self) -> np.ndarray:
-        return self.info.palette
-
-    @property
-    def num_classes(self) -> int:
-        return self.info.num_classes
 
     def __len__(self) -> int:
         return len(self.order)
