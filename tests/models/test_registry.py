@@ -116,6 +116,9 @@ def test_save_and_load_a_directory(tmp_path: Path):
         torch.testing.assert_close(loaded(x), model(x))
     with pytest.raises(CheckpointError, match="expected config.json"):
         from_pretrained(tmp_path)
+    spec = ModelSpec.from_dict(config["model_spec"])
+    again = model.save_pretrained(tmp_path / "method", spec=spec, classes=["a", "b", "c"])
+    torch.testing.assert_close(from_pretrained(again)[0](x), model(x))
 
 
 def test_load_from_a_pre_filled_hub_cache(tmp_path: Path, monkeypatch):

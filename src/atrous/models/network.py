@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -79,6 +82,12 @@ class DeepLab(nn.Module):
             return self.forward_with_features(x)[0]
         height, width = x.shape[-2], x.shape[-1]
         return crop_to(self.forward_with_features(self.pad(x))[0], height, width)
+
+    def save_pretrained(self, directory: str | Path, **options: Any) -> Path:
+        """:func:`atrous.models.save_pretrained` for this model (``spec=``, ``classes=``, ...)."""
+        from .registry import save_pretrained
+
+        return save_pretrained(self, directory, **options)
 
     def pad(self, x: Tensor) -> Tensor:
         """``x`` padded (bottom/right, 0 = the mean pixel) to this model's next exact size: for
