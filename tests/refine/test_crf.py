@@ -122,6 +122,22 @@ def test_lattice_keeps_groups_apart() -> None:
     torch.testing.assert_close(both[50:], 10 * alone)
 
 
+@pytest.mark.parametrize("dims", [2, 5])
+def test_lattice_backward_is_the_transposed_filter(dims: int) -> None:
+    """The hand-written backward (the filter run with its axes reversed) equals the transpose
+    of the filter's matrix, built column by column from one-hot inputs, and is differentiable
+    again (gradgradcheck)."""
+    g = torch.Generator().manual_seed(2)
+    points = 40
+    lattice = PermutohedralLattice(torch.rand(points, dims, generator=g) * 3)
+    matrix = lattice.filter(torch.eye(points, dtype=torch.float64))  # column j: K e_j
+    values = torch.rand(points, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    upstream = torch.rand(points, 3, dtype=torch.float64, generator=g)
+    (grad,) = torch.autograd.grad(lattice.filter(values), values, upstream)
+    torch.testing.assert_close(grad, matrix.T @ upstream, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(matrix, matrix.T)  # not symmetric: the test can tell them apart
+    assert torch.autograd.gradgradcheck(lattice.filter, (values,))
+
 def test_batched_layer_equals_one_image_at_a_time() -> None:
     crf = DenseCRF(CRFParams(iterations=3))
     images, logits = [], []

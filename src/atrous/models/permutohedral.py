@@ -139,19 +139,12 @@ class PermutohedralLattice:
     def _splat_slice(self, vertices: Tensor, weights: Tensor) -> None:
         """Splatting as a sparse matrix (vertices x points; one sparse matmul, several times faster
         than a scatter over ``[P, d+1, C]``), slicing as weighted bags of each point's d+1
-        vertices (``embedding_bag``: one fused gather-and-sum); the transposed sparse matrix
-        serves splatting's backward."""
+        vertices (``embedding_bag``: one fused gather-and-sum)."""
         points, k = vertices.shape
         rows = self.num_vertices + 1
         vertices, order = vertices.sort(1)
         weights = weights.gather(1, order)
         self._alpha = 1.0 / (1.0 + 2.0 ** (-self.dims))  # the reference's slicing scale
-        self._slice = torch.sparse_csr_tensor(
-            torch.arange(0, points * k + 1, k, device=vertices.device),
-            vertices.reshape(-1),
-            weights.reshape(-1),
-            (points, rows),
-        )
         flat = vertices.reshape(-1)
         by_vertex = torch.argsort(flat, stable=True)
         counts = torch.bincount(flat, minlength=rows)
@@ -161,7 +154,7 @@ class PermutohedralLattice:
             weights.reshape(-1)[by_vertex],
             (rows, points),
         )
-        self._cache = {weights.dtype: (self._splat, self._slice)}
+        self._cache = {weights.dtype: self._splat}
         self._slice_vertices, self._slice_weights = vertices, weights  # slicing as bags
         self._blur_cache: dict[torch.dtype, Tensor] = {}
 
@@ -171,11 +164,20 @@ class PermutohedralLattice:
             raise ValueError(
                 f"values must be [{self.num_points}, C] for this lattice, got {tuple(values.shape)}"
             )
-        splat, slice_ = self._matrices(values.dtype)
-        lattice = _SparseMatmul.apply(splat, slice_, values)
+        return _Filter.apply(self, values, False)
+
+    def _apply(self, values: Tensor, transpose: bool) -> Tensor:
+        """Splat, blur along every axis, slice. The splat matrix is the slice's transpose and
+        each axis's blur is symmetric (n2 is n1's inverse), so the filter's transpose is the
+        same three steps with the axes in reverse order; ``transpose`` runs that, clearing
+        row 0 (no vertex) after each blur, where the transposed blur gathers stray terms."""
+        lattice = self._splat_matrix(values.dtype) @ values
         blur = self._blur_weights(values.dtype)
-        for bags in self._bags:  # v + (v[n1] + v[n2]) / 2, row 0 (no vertex) staying zero
+        for bags in reversed(self._bags) if transpose else self._bags:
+            # v + (v[n1] + v[n2]) / 2, row 0 (no vertex) staying zero
             lattice = F.embedding_bag(bags, lattice, mode="sum", per_sample_weights=blur)
+            if transpose:
+                lattice[0] = 0
         weights = self._slice_weights.to(values.dtype)
         return F.embedding_bag(self._slice_vertices, lattice, mode="sum",
                                per_sample_weights=weights) * self._alpha  # fmt: skip
@@ -187,21 +189,22 @@ class PermutohedralLattice:
             self._blur_cache[dtype] = weights.expand(self._bags[0].shape).contiguous()
         return self._blur_cache[dtype]
 
-    def _matrices(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _splat_matrix(self, dtype: torch.dtype) -> Tensor:
         if dtype not in self._cache:
-            self._cache[dtype] = (self._splat.to(dtype), self._slice.to(dtype))
+            self._cache[dtype] = self._splat.to(dtype)
         return self._cache[dtype]
 
 
-class _SparseMatmul(torch.autograd.Function):
-    """``matrix @ dense`` with the transpose given, so the backward is one more sparse matmul
-    (autograd through sparse CSR products is not available on every device)."""
+class _Filter(torch.autograd.Function):
+    """The lattice filter with its transpose as the backward: the same cost as the forward,
+    where autograd through the gathers (``embedding_bag``'s dense backward sorts every index on
+    the CPU) took several times the forward; the backward is itself differentiable."""
 
     @staticmethod
-    def forward(ctx, matrix: Tensor, transpose: Tensor, dense: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.transpose = transpose
-        return matrix @ dense
+    def forward(ctx, lattice: PermutohedralLattice, values: Tensor, transpose: bool) -> Tensor:  # type: ignore[override]
+        ctx.lattice, ctx.transpose = lattice, transpose
+        return lattice._apply(values, transpose)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor]:  # type: ignore[override]
-        return None, None, ctx.transpose @ grad
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor, None]:  # type: ignore[override]
+        return None, _Filter.apply(ctx.lattice, grad.contiguous(), not ctx.transpose), None
