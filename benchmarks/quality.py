@@ -58,6 +58,7 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "atrous, continuous scales": ("atrous", ("data.scale_step=0",)),
     "atrous, no depthwise BN+ReLU": ("atrous", ("model.depthwise_bn=false",)),
     "atrous, TF low-level tap": ("atrous", ("model.low_level=depthwise",)),
+    "atrous, ASPP dropout 0.5": ("atrous", ("model.aspp_dropout=0.5",)),
 }
 
 

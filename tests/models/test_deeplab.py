@@ -35,6 +35,10 @@ def test_paper_widths_and_rates():
     assert model.decoder.reduce[0].out_channels == 48  # v3+ low-level projection
     assert model.head.out_channels == 256 and model.decoder.out_channels == 256
     assert deeplabv3plus(num_classes=21, output_stride=8).head.rates == (12, 24, 36)
+    dropouts = [m.p for m in model.head.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == [0.1]  # the TF reference's keep probability 0.9
+    wide = deeplabv3plus(num_classes=21, aspp_dropout=0.5)
+    assert [m.p for m in wide.head.modules() if isinstance(m, torch.nn.Dropout)] == [0.5]
 
 
 def test_stride_plan_turns_strides_into_rates():

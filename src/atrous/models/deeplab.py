@@ -32,6 +32,7 @@ def deeplabv3plus(
     channels: int = 256,
     separable: bool = True,
     atrous_rates: Sequence[int] = ASPP_RATES[16],
+    aspp_dropout: float = 0.1,
     backbone_weights: str | None = None,
     low_level: str = "block",
     depthwise_bn: bool = True,
@@ -65,6 +66,8 @@ def deeplabv3plus(
     (256 in the paper); smaller values make a CPU-sized model. ``atrous_rates`` are the ASPP
     rates at OS16, scaled with the output stride (the TF reference's ``atrous_rates``); smaller
     ones suit small inputs, where rates past the feature map's size leave only the centre tap.
+    ``aspp_dropout`` follows ASPP's projection: 0.1, the TF reference's keep probability 0.9
+    (torchvision and segmentation_models_pytorch use 0.5).
     ``align_corners`` (every builder) is the resize convention: ``False`` (torchvision's) makes
     multiples of the output stride exact, ``True`` (the TF reference's) sizes ``k*OS + 1``; the
     forward pads to the next exact size (:mod:`atrous.models.align`).
@@ -96,6 +99,7 @@ def deeplabv3plus(
         separable=separable,
         depthwise_bn=depthwise_bn,
         dpc_cell=dpc_cell,
+        dropout=aspp_dropout,
     )
     fusion = DeepLabV3PlusDecoder(
         net.feature_channels["os4"],
