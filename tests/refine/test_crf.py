@@ -138,6 +138,7 @@ def test_lattice_backward_is_the_transposed_filter(dims: int) -> None:
     assert not torch.allclose(matrix, matrix.T)  # not symmetric: the test can tell them apart
     assert torch.autograd.gradgradcheck(lattice.filter, (values,))
 
+
 def test_batched_layer_equals_one_image_at_a_time() -> None:
     crf = DenseCRF(CRFParams(iterations=3))
     images, logits = [], []
