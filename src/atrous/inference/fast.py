@@ -16,6 +16,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 from ..models.backbones.resnet import ResNet
+from ..models.layers import DepthwiseConv2d
 
 # Modules whose forward applies ``bnK`` directly to the output of ``convK``.
 _ATTRIBUTE_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
@@ -28,7 +29,7 @@ _ATTRIBUTE_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     return (
-        type(conv) is nn.Conv2d
+        type(conv) in (nn.Conv2d, DepthwiseConv2d)
         and type(bn) is nn.BatchNorm2d
         and bn.track_running_stats
         and bn.running_mean is not None

@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import Conv2dNormActivation
+
+
+def fp32_depthwise_under_cpu_autocast(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` is a depthwise conv that CPU bf16 autocast should leave in fp32 while
+    training: a strided, atrous or non-3x3 one, whose oneDNN bf16 backward runs 1.5-30x slower
+    than fp32 (benchmarks/results/depthwise_bf16.md). Plain 3x3 ones, and every forward without
+    gradients, are faster in bf16 and stay there."""
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+    plain = conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+    return depthwise and not plain
+
+
+def _keep_fp32(conv: nn.Conv2d, x: Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and fp32_depthwise_under_cpu_autocast(conv)
+    )
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that trains in fp32 under CPU bf16 autocast when it is a strided, atrous or
+    non-3x3 depthwise conv (:func:`fp32_depthwise_under_cpu_autocast`); otherwise exactly
+    ``nn.Conv2d``. The check runs per call, so it follows :func:`set_dilation`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _keep_fp32(self, x):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
+def fast_depthwise(module: nn.Module) -> nn.Module:
+    """Turn every plain ``nn.Conv2d`` in ``module`` into a :class:`DepthwiseConv2d` (in place;
+    the same parameters, names and results; only the dtype that CPU bf16 autocast trains
+    strided, atrous and non-3x3 depthwise convs in changes). Returns ``module``."""
+    for child in module.modules():
+        if type(child) is nn.Conv2d and child.groups > 1:
+            # A class swap keeps the parameters, their names, hooks and the RNG stream of the
+            # build exactly as they were; DepthwiseConv2d adds no state.
+            child.__class__ = DepthwiseConv2d
+    return module
 
 
 def conv_bn_relu(
@@ -103,6 +148,12 @@ class Conv2dSame(nn.Conv2d):
         if (k - 1) * d + 1 < s:
             raise ValueError(f"Conv2dSame needs a kernel span of at least the stride {s}")
         x = tf_same_pad(x, k, s, d)
+        if _keep_fp32(self, x):  # as DepthwiseConv2d does
+            with torch.autocast("cpu", enabled=False):
+                return self._conv(x.float())
+        return self._conv(x)
+
+    def _conv(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from .align import crop_to, pad_to_exact
 from .backbones._stride import check_output_stride
+from .layers import fast_depthwise
 
 
 class DeepLab(nn.Module):
@@ -46,6 +47,7 @@ class DeepLab(nn.Module):
         self.num_classes = num_classes
         self.align_corners = align_corners
         self.pad_input = pad_input
+        fast_depthwise(self)  # CPU bf16 training keeps its slow depthwise kernels in fp32
 
     @property
     def align_corners(self) -> bool:

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from .align import crop_to, pad_to_exact
 from .aspp import ASPP
 from .factory import _backbone
-from .layers import conv_bn_relu
+from .layers import conv_bn_relu, fast_depthwise
 
 
 def _separable(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
@@ -126,6 +126,7 @@ class PanopticDeepLab(nn.Module):
         self.semantic_head = _head(256, 256, num_classes)
         self.center_head = _head(instance_channels, 32, 1)
         self.offset_head = _head(instance_channels, 32, 2)
+        fast_depthwise(self)  # CPU bf16 training keeps its slow depthwise kernels in fp32
 
     @property
     def output_stride(self) -> int:
