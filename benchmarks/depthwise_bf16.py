@@ -5,7 +5,9 @@ crop 160 (strided, atrous and plain) and a few from ASPP at 513, Xception and 5x
 Run by hand (about a minute):  python benchmarks/depthwise_bf16.py
 Writes benchmarks/results/depthwise_bf16.md. It is why :class:`atrous.models.layers.
 DepthwiseConv2d` trains strided, atrous and non-3x3 depthwise convs in fp32 under CPU bf16
-autocast (their forward alone stays bf16: it is faster everywhere).
+autocast (their forward alone stays bf16: it is faster everywhere), and computes a rate that
+reaches past the features (ASPP's 12 and 18 on 10x10) as the per-channel multiply it then is.
+The last column times that module on bf16 inputs under autocast, as training runs it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from atrous.models.layers import fp32_depthwise_under_cpu_autocast
+from atrous.models.layers import fast_depthwise, fp32_depthwise_under_cpu_autocast
 
 # (channels, input size, kernel, stride, dilation), batch 8
 CASES = [
@@ -29,6 +32,10 @@ CASES = [
     (960, 10, 3, 1, 2),
     (320, 10, 3, 1, 2),
     (256, 10, 3, 1, 6),
+    (320, 10, 3, 1, 12),
+    (2048, 10, 3, 1, 6),
+    (2048, 10, 3, 1, 12),
+    (2048, 10, 3, 1, 18),
     (304, 40, 3, 1, 1),
     (960, 10, 3, 1, 1),
     (32, 80, 3, 1, 1),
@@ -62,6 +69,29 @@ def _time(c: int, size: int, k: int, s: int, d: int, dtype: torch.dtype, backwar
     return statistics.median(times) * 1e3
 
 
+def _time_atrous(c: int, size: int, k: int, s: int, d: int) -> float:
+    """fwd + bwd of the DepthwiseConv2d a DeepLab holds, bf16 input, under CPU bf16 autocast."""
+    conv = fast_depthwise(
+        nn.Sequential(nn.Conv2d(c, c, k, s, (k - 1) // 2 * d, d, groups=c, bias=False))
+    )
+    x = torch.randn(8, c, size, size, dtype=torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+
+    def run() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        y.backward(torch.ones_like(y))
+
+    run()
+    run()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def main() -> None:
     lines = [
         f"# Depthwise convs, bf16 vs fp32 ({platform.machine()}, {torch.get_num_threads()} "
@@ -71,17 +101,20 @@ def main() -> None:
         "ms; ratio = bf16 / fp32 (> 1: bf16 is slower).",
         "",
         "| channels | size | kernel | stride | dilation | fwd fp32 | fwd bf16 | ratio "
-        "| fwd+bwd fp32 | fwd+bwd bf16 | ratio | atrous trains it in |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fwd+bwd fp32 | fwd+bwd bf16 | ratio | atrous trains it in | atrous fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c, size, k, s, d in CASES:
         f32, b16 = (_time(c, size, k, s, d, t, False) for t in (torch.float32, torch.bfloat16))
         g32, g16 = (_time(c, size, k, s, d, t, True) for t in (torch.float32, torch.bfloat16))
         conv = torch.nn.Conv2d(c, c, k, stride=s, dilation=d, groups=c)
         picked = "fp32" if fp32_depthwise_under_cpu_autocast(conv) else "bf16"  # when training
+        if s == 1 and d >= size:
+            picked = "centre tap"
+        ours = _time_atrous(c, size, k, s, d)
         lines.append(
             f"| {c} | {size} | {k} | {s} | {d} | {f32:.2f} | {b16:.2f} | {b16 / f32:.2f} "
-            f"| {g32:.2f} | {g16:.2f} | {g16 / g32:.2f} | {picked} |"
+            f"| {g32:.2f} | {g16:.2f} | {g16 / g32:.2f} | {picked} | {ours:.2f} |"
         )
         print(lines[-1], flush=True)
     out = Path(__file__).parent / "results" / "depthwise_bf16.md"

@@ -88,3 +88,32 @@ def test_deeplab_models_carry_it_with_the_same_state_dict():
     assert depthwise and all(type(m) is DepthwiseConv2d for m in depthwise)
     names = set(model.state_dict())
     assert "backbone.features.2.conv.1.0.weight" in names  # torchvision's names, unchanged
+
+
+@pytest.mark.parametrize(("size", "dilation"), [(5, 6), (6, 6), (7, 6), (10, 12), (3, 2)])
+def test_a_rate_past_the_features_is_the_centre_tap_exactly(size, dilation):
+    conv = _depthwise(dilation=dilation)
+    plain = nn.Conv2d(8, 8, 3, padding=dilation, dilation=dilation, groups=8)
+    plain.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 8, size, size + 1, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y, ref = conv(x), plain(x2)
+    torch.testing.assert_close(y, ref)
+    y.square().sum().backward()
+    ref.square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad)
+
+
+def test_a_traced_model_keeps_the_full_conv_for_other_sizes():
+    conv = _depthwise(dilation=6)
+    traced = torch.jit.trace(conv, torch.randn(1, 8, 5, 5))  # centre tap only at this size
+    x = torch.randn(1, 8, 13, 13)
+    torch.testing.assert_close(traced(x), conv(x))
+
+
+def test_same_padded_rate_past_the_features():
+    conv = same_padded(_depthwise(dilation=4))
+    x = torch.randn(1, 8, 4, 3)
+    ref = F.conv2d(x, conv.weight, conv.bias, 1, 4, 4, 8)
+    torch.testing.assert_close(conv(x), ref)

@@ -28,12 +28,44 @@ def _keep_fp32(conv: nn.Conv2d, x: Tensor) -> bool:
     )
 
 
+def _center_tap_only(conv: nn.Conv2d, x: Tensor, *, same_padded: bool = False) -> bool:
+    """Whether every off-centre tap of this stride-1, zero-"same"-padded atrous conv reads only
+    padding on ``x`` (rate >= the feature size, as ASPP's rates 12 and 18 are on the 10x10
+    features of a 160 crop at OS16): the conv is then exactly its centre tap. Not while tracing:
+    an exported graph must hold at every size."""
+    (kh, kw), (dh, dw) = conv.kernel_size, conv.dilation
+    padding = ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+    return (
+        not torch.jit.is_tracing()
+        and conv.stride == (1, 1)
+        and kh % 2 == 1
+        and kw % 2 == 1
+        and (kh, kw) != (1, 1)
+        and (same_padded or (conv.padding == padding and conv.padding_mode == "zeros"))
+        and dh >= x.shape[-2]
+        and dw >= x.shape[-1]
+    )
+
+
+def _center_tap(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    # A per-channel multiply: oneDNN runs these degenerate depthwise convs through a slow path,
+    # 20-50x the multiply's time (benchmarks/results/depthwise_bf16.md).
+    kh, kw = conv.kernel_size
+    weight = conv.weight[:, 0, kh // 2, kw // 2].to(x.dtype).view(1, -1, 1, 1)
+    out = x * weight
+    return out if conv.bias is None else out + conv.bias.to(x.dtype).view(1, -1, 1, 1)
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d`` that trains in fp32 under CPU bf16 autocast when it is a strided, atrous or
-    non-3x3 depthwise conv (:func:`fp32_depthwise_under_cpu_autocast`); otherwise exactly
-    ``nn.Conv2d``. The check runs per call, so it follows :func:`set_dilation`."""
+    non-3x3 depthwise conv (:func:`fp32_depthwise_under_cpu_autocast`), and computes an atrous
+    one whose rate reaches past the features as the exact per-channel multiply it then is;
+    otherwise exactly ``nn.Conv2d``. The checks run per call, so they follow
+    :func:`set_dilation` and the input size."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.groups == self.in_channels == self.out_channels and _center_tap_only(self, x):
+            return _center_tap(self, x)
         if _keep_fp32(self, x):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
@@ -147,6 +179,9 @@ class Conv2dSame(nn.Conv2d):
         k, s, d = self.kernel_size[0], self.stride[0], self.dilation[0]
         if (k - 1) * d + 1 < s:
             raise ValueError(f"Conv2dSame needs a kernel span of at least the stride {s}")
+        depthwise = self.groups == self.in_channels == self.out_channels
+        if depthwise and _center_tap_only(self, x, same_padded=True):  # as DepthwiseConv2d does
+            return _center_tap(self, x)
         x = tf_same_pad(x, k, s, d)
         if _keep_fp32(self, x):  # as DepthwiseConv2d does
             with torch.autocast("cpu", enabled=False):
