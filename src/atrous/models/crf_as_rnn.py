@@ -126,8 +126,8 @@ class DenseCRF(nn.Module):
         n, c, h, w = logits.shape
         if self.compatibility is not None and self.compatibility.shape[0] != c:
             raise ValueError(f"this CRF has {self.compatibility.shape[0]} classes, logits {c}")
-        # Mean field runs in fp32 (fp64 for gradchecks) even under autocast: the sparse lattice
-        # products have no bf16/fp16 kernels, and the kernel sums need the precision.
+        # Mean field runs in fp32 (fp64 for gradchecks) even under autocast: the lattice's
+        # sums over many points and the kernel normalisation need the precision.
         with torch.autocast(logits.device.type, enabled=False):
             return self._mean_field(logits, image).to(logits.dtype)
 

@@ -16,7 +16,6 @@ maintained PyTorch package offers a differentiable, batched lattice.
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import Tensor
@@ -37,11 +36,7 @@ class PermutohedralLattice:
     def __init__(self, features: Tensor, groups: Tensor | None = None) -> None:
         if features.ndim != 2 or features.shape[1] < 1:
             raise ValueError(f"features must be [points, dims], got {tuple(features.shape)}")
-        with torch.no_grad(), warnings.catch_warnings():
-            # torch flags sparse CSR as beta; its matmul is what makes the lattice fast.
-            warnings.filterwarnings(
-                "ignore", message="Sparse (CSR|invariant)", category=UserWarning
-            )
+        with torch.no_grad():
             self._build(features.float(), groups)
 
     def _build(self, f: Tensor, groups: Tensor | None) -> None:
@@ -106,8 +101,16 @@ class PermutohedralLattice:
         self._radix = torch.cumprod(torch.cat([span.new_ones(1), span.flip(0)[:-1]]), 0).flip(0)
         codes = ((keys - low) * self._radix).sum(1)
         self._codes, inverse = torch.unique(codes, return_inverse=True)
-        self.num_vertices = len(self._codes)
-        return inverse
+        m = self.num_vertices = len(self._codes)
+        # Rows are numbered in the order pixels first reach them (the reference's hash-table
+        # insertion order), not by code: a vertex's lattice neighbours then mostly come from
+        # nearby pixels and sit nearby in memory, which the blur's gathers run faster on.
+        seen = torch.arange(len(inverse), device=keys.device)
+        first = torch.full((m,), len(inverse), dtype=torch.long, device=keys.device)
+        first.scatter_reduce_(0, inverse, seen, "amin")
+        self._row = torch.empty_like(first)
+        self._row[torch.argsort(first)] = torch.arange(m, device=keys.device)
+        return self._row[inverse]
 
     def _blur_neighbours(self, grouped: bool) -> None:
         """For each lattice axis j, the rows (1-based, 0 = absent) of each vertex's two
@@ -122,10 +125,12 @@ class PermutohedralLattice:
             codes = self._codes + (step * radix).sum()
             pos = torch.searchsorted(self._codes, codes).clamp_(max=m - 1)
             found = self._codes[pos] == codes
-            n1 = torch.where(found, pos + 1, 0)
+            n1 = torch.zeros_like(pos)  # by row, as the vertices are numbered
+            n1[self._row] = torch.where(found, self._row[pos] + 1, 0)
             # The n2 relation is the inverse of n1: if b = n1(a) then a = n2(b).
             n2 = torch.zeros_like(n1)
-            n2[pos[found]] = torch.nonzero(found).squeeze(1) + 1
+            has = n1 > 0
+            n2[n1[has] - 1] = torch.nonzero(has).squeeze(1) + 1
             zero = n1.new_zeros(1)
             self._n1.append(torch.cat([zero, n1]))
             self._n2.append(torch.cat([zero, n2]))
@@ -137,9 +142,9 @@ class PermutohedralLattice:
         ]
 
     def _splat_slice(self, vertices: Tensor, weights: Tensor) -> None:
-        """Splatting as a sparse matrix (vertices x points; one sparse matmul, several times faster
-        than a scatter over ``[P, d+1, C]``), slicing as weighted bags of each point's d+1
-        vertices (``embedding_bag``: one fused gather-and-sum)."""
+        """Splatting as weighted bags of each vertex's points, slicing as weighted bags of each
+        point's d+1 vertices: ``embedding_bag``, one fused gather-and-sum each (a sparse CSR
+        matmul splatted 10x slower: it zero-fills and copies its [vertices, C] output)."""
         points, k = vertices.shape
         rows = self.num_vertices + 1
         vertices, order = vertices.sort(1)
@@ -148,13 +153,9 @@ class PermutohedralLattice:
         flat = vertices.reshape(-1)
         by_vertex = torch.argsort(flat, stable=True)
         counts = torch.bincount(flat, minlength=rows)
-        self._splat = torch.sparse_csr_tensor(
-            torch.cat([counts.new_zeros(1), counts.cumsum(0)]),
-            by_vertex // k,
-            weights.reshape(-1)[by_vertex],
-            (rows, points),
-        )
-        self._cache = {weights.dtype: self._splat}
+        self._splat_points = by_vertex // k  # each vertex's points, vertex by vertex
+        self._splat_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+        self._splat_weights = {weights.dtype: weights.reshape(-1)[by_vertex]}
         self._slice_vertices, self._slice_weights = vertices, weights  # slicing as bags
         self._blur_cache: dict[torch.dtype, Tensor] = {}
 
@@ -171,7 +172,8 @@ class PermutohedralLattice:
         each axis's blur is symmetric (n2 is n1's inverse), so the filter's transpose is the
         same three steps with the axes in reverse order; ``transpose`` runs that, clearing
         row 0 (no vertex) after each blur, where the transposed blur gathers stray terms."""
-        lattice = self._splat_matrix(values.dtype) @ values
+        lattice = F.embedding_bag(self._splat_points, values, self._splat_offsets, mode="sum",
+                                  per_sample_weights=self._splat_weight(values.dtype))  # fmt: skip
         blur = self._blur_weights(values.dtype)
         for bags in reversed(self._bags) if transpose else self._bags:
             # v + (v[n1] + v[n2]) / 2, row 0 (no vertex) staying zero
@@ -189,10 +191,10 @@ class PermutohedralLattice:
             self._blur_cache[dtype] = weights.expand(self._bags[0].shape).contiguous()
         return self._blur_cache[dtype]
 
-    def _splat_matrix(self, dtype: torch.dtype) -> Tensor:
-        if dtype not in self._cache:
-            self._cache[dtype] = self._splat.to(dtype)
-        return self._cache[dtype]
+    def _splat_weight(self, dtype: torch.dtype) -> Tensor:
+        if dtype not in self._splat_weights:
+            self._splat_weights[dtype] = next(iter(self._splat_weights.values())).to(dtype)
+        return self._splat_weights[dtype]
 
 
 class _Filter(torch.autograd.Function):
