@@ -6,8 +6,8 @@ softmax scores around its true labels, and uniform noise (image and scores; the 
 the lattice, which then has about one vertex per pixel and corner). Times the C++ reference
 (pydensecrf2) and our torch lattice, 10 mean-field iterations each, with their label agreement;
 the DenseCRF layer's forward+backward; and the domain transform (3 iterations) forward and
-forward+backward. Median of ``--repeats`` runs, on this machine's CPU threads (and CUDA when
-present). Writes benchmarks/results/refine.json and refine.md.
+forward+backward. Median of ``--repeats`` runs (the two CRF backends interleaved), on this
+machine's CPU threads (and CUDA when present). Writes benchmarks/results/refine.json and refine.md.
 """
 
 from __future__ import annotations
@@ -76,14 +76,20 @@ def crf_rows(size: int, classes: int, repeats: int) -> list[dict[str, object]]:
         image, probs = make(size, classes)
         row: dict[str, object] = {"input": name}
         ours = dense_crf(image, probs, backend="torch")
-        row["torch_cpu_s"] = median_seconds(
-            partial(dense_crf, image, probs, backend="torch"), repeats
-        )
-        if reference_available():
-            ref = dense_crf(image, probs, backend="reference")
-            row["reference_cpu_s"] = median_seconds(
-                partial(dense_crf, image, probs, backend="reference"), repeats
+        if not reference_available():
+            row["torch_cpu_s"] = median_seconds(
+                partial(dense_crf, image, probs, backend="torch"), repeats
             )
+        else:
+            ref = dense_crf(image, probs, backend="reference")
+            times: dict[str, list[float]] = {"torch": [], "reference": []}
+            for _ in range(repeats):  # interleaved: this machine's speed drifts between runs
+                for backend in times:
+                    times[backend].append(
+                        median_seconds(partial(dense_crf, image, probs, backend=backend), 1)
+                    )
+            row["torch_cpu_s"] = statistics.median(times["torch"])
+            row["reference_cpu_s"] = statistics.median(times["reference"])
             row["label_agreement"] = float((ours.argmax(0) == ref.argmax(0)).mean())
             row["labels_changed_by_crf"] = float((ref.argmax(0) != probs.argmax(0)).mean())
             row["ratio"] = row["torch_cpu_s"] / row["reference_cpu_s"]
