@@ -182,7 +182,8 @@ def report(runs: list[dict[str, Any]], steps: int) -> str:
         "| row | " + " | ".join(datasets) + " | s/step |",
         "|---|" + "---|" * (len(datasets) + 1),
     ]
-    for row in ROWS:
+    earlier = sorted({r["row"] for r in runs} - set(ROWS))  # rows of code since changed
+    for row in [*ROWS, *earlier]:
         cells, speeds = [], []
         for dataset in datasets:
             found = [r for r in runs if r["row"] == row and r["dataset"] == dataset]
