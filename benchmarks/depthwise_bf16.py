@@ -15,6 +15,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,6 +50,18 @@ CASES = [
 ]
 
 
+def _median_ms(run: Callable[[], None]) -> float:
+    """Median milliseconds of 5 calls after 2 warm-up calls."""
+    run()
+    run()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def _time(c: int, size: int, k: int, s: int, d: int, dtype: torch.dtype, backward: bool) -> float:
     x = torch.randn(8, c, size, size, dtype=dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(c, 1, k, k, dtype=dtype, requires_grad=backward)
@@ -59,14 +72,7 @@ def _time(c: int, size: int, k: int, s: int, d: int, dtype: torch.dtype, backwar
         if backward:
             y.backward(torch.ones_like(y))
 
-    run()
-    run()
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return _median_ms(run)
 
 
 def _time_atrous(c: int, size: int, k: int, s: int, d: int) -> float:
@@ -82,14 +88,7 @@ def _time_atrous(c: int, size: int, k: int, s: int, d: int) -> float:
             y = conv(x)
         y.backward(torch.ones_like(y))
 
-    run()
-    run()
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return _median_ms(run)
 
 
 def main() -> None:
