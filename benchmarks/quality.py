@@ -59,6 +59,8 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "atrous, no depthwise BN+ReLU": ("atrous", ("model.depthwise_bn=false",)),
     "atrous, TF low-level tap": ("atrous", ("model.low_level=depthwise",)),
     "atrous, ASPP dropout 0.5": ("atrous", ("model.aspp_dropout=0.5",)),
+    # the library's default scales, with the peer on the same continuous scales
+    "smp DeepLabV3Plus, continuous scales": ("smp", ("data.scale_step=0",)),
 }
 
 
@@ -115,11 +117,13 @@ def _train_atrous(root: Path, out: Path, steps: int, seed: int, extra: tuple[str
     return {**scores, "s_per_step": seconds / steps, "final_loss": result["losses"][-1]}
 
 
-def _train_plain(model: nn.Module, root: Path, steps: int, seed: int) -> dict:
+def _train_plain(
+    model: nn.Module, root: Path, steps: int, seed: int, scale_step: float = 0.25
+) -> dict:
     """The loop people write around a segmentation_models_pytorch model: fp32, SGD on every
     parameter with weight decay, poly LR, cross-entropy ignoring 255."""
     torch.manual_seed(seed)
-    transforms = train_transforms(CROP, scale_range=SCALES, scale_step=0.25, hflip=False)
+    transforms = train_transforms(CROP, scale_range=SCALES, scale_step=scale_step, hflip=False)
     data = build_dataset("folder", root, "train", transforms)
     loader = DataLoader(
         data, batch_size=BATCH, shuffle=True, drop_last=True,
@@ -157,7 +161,8 @@ def run(row: str, dataset: str, seed: int, steps: int, work: Path) -> dict[str, 
         import segmentation_models_pytorch as smp
 
         model = smp.DeepLabV3Plus("mobilenet_v2", encoder_weights=None, classes=num_classes)
-        return _train_plain(model, root, steps, seed)
+        step = float(extra[0].split("=")[1]) if extra else 0.25  # only data.scale_step here
+        return _train_plain(model, root, steps, seed, step)
     return _train_plain(deeplabv3plus(num_classes=num_classes), root, steps, seed)
 
 
