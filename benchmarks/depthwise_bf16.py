@@ -22,7 +22,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from atrous.models.layers import fast_depthwise, fp32_depthwise_under_cpu_autocast
+from atrous.models.layers import (
+    _center_tap_only,  # the module's own rule, so the table labels what it runs
+    fast_depthwise,
+    fp32_depthwise_under_cpu_autocast,
+)
 
 # (channels, input size, kernel, stride, dilation), batch 8
 CASES = [
@@ -106,9 +110,9 @@ def main() -> None:
     for c, size, k, s, d in CASES:
         f32, b16 = (_time(c, size, k, s, d, t, False) for t in (torch.float32, torch.bfloat16))
         g32, g16 = (_time(c, size, k, s, d, t, True) for t in (torch.float32, torch.bfloat16))
-        conv = torch.nn.Conv2d(c, c, k, stride=s, dilation=d, groups=c)
+        conv = nn.Conv2d(c, c, k, stride=s, padding=(k - 1) // 2 * d, dilation=d, groups=c)
         picked = "fp32" if fp32_depthwise_under_cpu_autocast(conv) else "bf16"  # when training
-        if s == 1 and d >= size:
+        if _center_tap_only(conv, torch.empty(1, c, size, size)):
             picked = "centre tap"
         ours = _time_atrous(c, size, k, s, d)
         lines.append(

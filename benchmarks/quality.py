@@ -161,7 +161,7 @@ def run(row: str, dataset: str, seed: int, steps: int, work: Path) -> dict[str, 
         import segmentation_models_pytorch as smp
 
         model = smp.DeepLabV3Plus("mobilenet_v2", encoder_weights=None, classes=num_classes)
-        step = float(extra[0].split("=")[1]) if extra else 0.25  # only data.scale_step here
+        step = float(dict(e.split("=", 1) for e in extra).get("data.scale_step", 0.25))
         return _train_plain(model, root, steps, seed, step)
     return _train_plain(deeplabv3plus(num_classes=num_classes), root, steps, seed)
 

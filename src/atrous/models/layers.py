@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -13,9 +15,12 @@ def fp32_depthwise_under_cpu_autocast(conv: nn.Conv2d) -> bool:
     training: a strided, atrous or non-3x3 one, whose oneDNN bf16 backward runs 1.5-30x slower
     than fp32 (benchmarks/results/depthwise_bf16.md). Plain 3x3 ones, and every forward without
     gradients, are faster in bf16 and stay there."""
-    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
     plain = conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
-    return depthwise and not plain
+    return _is_depthwise(conv) and not plain
+
+
+def _is_depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
 
 
 def _keep_fp32(conv: nn.Conv2d, x: Tensor) -> bool:
@@ -29,14 +34,15 @@ def _keep_fp32(conv: nn.Conv2d, x: Tensor) -> bool:
 
 
 def _center_tap_only(conv: nn.Conv2d, x: Tensor, *, same_padded: bool = False) -> bool:
-    """Whether every off-centre tap of this stride-1, zero-"same"-padded atrous conv reads only
-    padding on ``x`` (rate >= the feature size, as ASPP's rates 12 and 18 are on the 10x10
-    features of a 160 crop at OS16): the conv is then exactly its centre tap. Not while tracing:
-    an exported graph must hold at every size."""
+    """Whether every off-centre tap of this stride-1, zero-"same"-padded atrous depthwise conv
+    reads only padding on ``x`` (rate >= the feature size, as ASPP's rates 12 and 18 are on the
+    10x10 features of a 160 crop at OS16): the conv is then exactly its centre tap. Not while
+    tracing: an exported graph must hold at every size."""
     (kh, kw), (dh, dw) = conv.kernel_size, conv.dilation
     padding = ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
     return (
         not torch.jit.is_tracing()
+        and _is_depthwise(conv)
         and conv.stride == (1, 1)
         and kh % 2 == 1
         and kw % 2 == 1
@@ -49,11 +55,23 @@ def _center_tap_only(conv: nn.Conv2d, x: Tensor, *, same_padded: bool = False) -
 
 def _center_tap(conv: nn.Conv2d, x: Tensor) -> Tensor:
     # A per-channel multiply: oneDNN runs these degenerate depthwise convs through a slow path,
-    # 20-50x the multiply's time (benchmarks/results/depthwise_bf16.md).
+    # 50-70x the multiply's time (benchmarks/results/depthwise_bf16.md).
     kh, kw = conv.kernel_size
     weight = conv.weight[:, 0, kh // 2, kw // 2].to(x.dtype).view(1, -1, 1, 1)
     out = x * weight
     return out if conv.bias is None else out + conv.bias.to(x.dtype).view(1, -1, 1, 1)
+
+
+def _depthwise_call(
+    conv: nn.Conv2d, x: Tensor, run: Callable[[Tensor], Tensor], *, same_padded: bool = False
+) -> Tensor:
+    """``run(x)`` (the conv itself), as the centre tap or in fp32 where those are faster."""
+    if _center_tap_only(conv, x, same_padded=same_padded):
+        return _center_tap(conv, x)
+    if _keep_fp32(conv, x):
+        with torch.autocast("cpu", enabled=False):
+            return run(x.float())
+    return run(x)
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -64,18 +82,14 @@ class DepthwiseConv2d(nn.Conv2d):
     :func:`set_dilation` and the input size."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.groups == self.in_channels == self.out_channels and _center_tap_only(self, x):
-            return _center_tap(self, x)
-        if _keep_fp32(self, x):
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(x.float())
-        return super().forward(x)
+        return _depthwise_call(self, x, super().forward)
 
 
 def fast_depthwise(module: nn.Module) -> nn.Module:
-    """Turn every plain ``nn.Conv2d`` in ``module`` into a :class:`DepthwiseConv2d` (in place;
-    the same parameters, names and results; only the dtype that CPU bf16 autocast trains
-    strided, atrous and non-3x3 depthwise convs in changes). Returns ``module``."""
+    """Turn every plain grouped ``nn.Conv2d`` in ``module`` into a :class:`DepthwiseConv2d` (in
+    place; the same parameters and names, the same results up to float rounding: only how
+    depthwise convs run changes, the dtype CPU bf16 autocast trains them in and the centre tap
+    of rates past the features). Returns ``module``."""
     for child in module.modules():
         if type(child) is nn.Conv2d and child.groups > 1:
             # A class swap keeps the parameters, their names, hooks and the RNG stream of the
@@ -179,16 +193,10 @@ class Conv2dSame(nn.Conv2d):
         k, s, d = self.kernel_size[0], self.stride[0], self.dilation[0]
         if (k - 1) * d + 1 < s:
             raise ValueError(f"Conv2dSame needs a kernel span of at least the stride {s}")
-        depthwise = self.groups == self.in_channels == self.out_channels
-        if depthwise and _center_tap_only(self, x, same_padded=True):  # as DepthwiseConv2d does
-            return _center_tap(self, x)
-        x = tf_same_pad(x, k, s, d)
-        if _keep_fp32(self, x):  # as DepthwiseConv2d does
-            with torch.autocast("cpu", enabled=False):
-                return self._conv(x.float())
-        return self._conv(x)
+        return _depthwise_call(self, x, self._padded_conv, same_padded=True)  # as DepthwiseConv2d
 
-    def _conv(self, x: Tensor) -> Tensor:
+    def _padded_conv(self, x: Tensor) -> Tensor:
+        x = tf_same_pad(x, self.kernel_size[0], self.stride[0], self.dilation[0])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 

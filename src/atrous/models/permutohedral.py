@@ -140,6 +140,8 @@ class PermutohedralLattice:
         self._bags = [
             torch.stack([rows, n1, n2], 1) for n1, n2 in zip(self._n1, self._n2, strict=True)
         ]
+        blur = torch.tensor([1.0, 0.5, 0.5], device=radix.device)  # v + (v[n1] + v[n2]) / 2
+        self._blur_weights = blur.expand(self._bags[0].shape).contiguous()
 
     def _splat_slice(self, vertices: Tensor, weights: Tensor) -> None:
         """Splatting as weighted bags of each vertex's points, slicing as weighted bags of each
@@ -155,9 +157,9 @@ class PermutohedralLattice:
         counts = torch.bincount(flat, minlength=rows)
         self._splat_points = by_vertex // k  # each vertex's points, vertex by vertex
         self._splat_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
-        self._splat_weights = {weights.dtype: weights.reshape(-1)[by_vertex]}
+        self._splat_weights = weights.reshape(-1)[by_vertex]
         self._slice_vertices, self._slice_weights = vertices, weights  # slicing as bags
-        self._blur_cache: dict[torch.dtype, Tensor] = {}
+        self._weight_cache: dict[torch.dtype, tuple[Tensor, Tensor, Tensor]] = {}
 
     def filter(self, values: Tensor) -> Tensor:
         """Gaussian-filter ``values`` ``[P, C]`` (differentiable w.r.t. ``values``)."""
@@ -172,29 +174,23 @@ class PermutohedralLattice:
         each axis's blur is symmetric (n2 is n1's inverse), so the filter's transpose is the
         same three steps with the axes in reverse order; ``transpose`` runs that, clearing
         row 0 (no vertex) after each blur, where the transposed blur gathers stray terms."""
+        splat, blur, slice_ = self._weights(values.dtype)
         lattice = F.embedding_bag(self._splat_points, values, self._splat_offsets, mode="sum",
-                                  per_sample_weights=self._splat_weight(values.dtype))  # fmt: skip
-        blur = self._blur_weights(values.dtype)
+                                  per_sample_weights=splat)  # fmt: skip
         for bags in reversed(self._bags) if transpose else self._bags:
             # v + (v[n1] + v[n2]) / 2, row 0 (no vertex) staying zero
             lattice = F.embedding_bag(bags, lattice, mode="sum", per_sample_weights=blur)
             if transpose:
                 lattice[0] = 0
-        weights = self._slice_weights.to(values.dtype)
         return F.embedding_bag(self._slice_vertices, lattice, mode="sum",
-                               per_sample_weights=weights) * self._alpha  # fmt: skip
+                               per_sample_weights=slice_) * self._alpha  # fmt: skip
 
-    def _blur_weights(self, dtype: torch.dtype) -> Tensor:
-        """The (1, 1/2, 1/2) weights of every bag, per dtype."""
-        if dtype not in self._blur_cache:
-            weights = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=self._bags[0].device)
-            self._blur_cache[dtype] = weights.expand(self._bags[0].shape).contiguous()
-        return self._blur_cache[dtype]
-
-    def _splat_weight(self, dtype: torch.dtype) -> Tensor:
-        if dtype not in self._splat_weights:
-            self._splat_weights[dtype] = next(iter(self._splat_weights.values())).to(dtype)
-        return self._splat_weights[dtype]
+    def _weights(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """The splat, blur and slice bag weights in ``dtype``, cast once per dtype."""
+        if dtype not in self._weight_cache:
+            found = (self._splat_weights, self._blur_weights, self._slice_weights)
+            self._weight_cache[dtype] = tuple(w.to(dtype) for w in found)  # type: ignore[assignment]
+        return self._weight_cache[dtype]
 
 
 class _Filter(torch.autograd.Function):
