@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from atrous.evaluation import crf_grid_search
+from atrous.models import permutohedral
 from atrous.refine import (
     CRFParams,
     DenseCRF,
@@ -137,6 +138,42 @@ def test_lattice_backward_is_the_transposed_filter(dims: int) -> None:
     torch.testing.assert_close(grad, matrix.T @ upstream, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(matrix, matrix.T)  # not symmetric: the test can tell them apart
     assert torch.autograd.gradgradcheck(lattice.filter, (values,))
+
+
+@pytest.mark.parametrize("dims", [2, 5])
+def test_lattice_in_chunks_equals_one_call(monkeypatch: pytest.MonkeyPatch, dims: int) -> None:
+    """On the CPU large lattices splat, blur and slice in chunks of bags into reused buffers;
+    with a chunk of 7 bags (uneven splat bags, a ragged last chunk) the filter, a second call
+    through the reused buffers and the transposed backward equal the unchunked ones."""
+    g = torch.Generator().manual_seed(3)
+    features = torch.rand(60, dims, generator=g) * 3
+    values = torch.rand(60, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    upstream = torch.rand(60, 4, dtype=torch.float64, generator=g)
+    whole = PermutohedralLattice(features, normalize=True)
+    expected = whole.filter(values)
+    (expected_grad,) = torch.autograd.grad(expected, values, upstream)
+    monkeypatch.setattr(permutohedral, "_CHUNK", 7)
+    chunked = PermutohedralLattice(features, normalize=True)
+    assert chunked.num_vertices > 2 * 7  # the vertices really span several chunks
+    torch.testing.assert_close(chunked.filter(values), expected, rtol=1e-12, atol=1e-12)
+    out = chunked.filter(values)  # the buffers again
+    (grad,) = torch.autograd.grad(out, values, upstream)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_normalized_lattice_is_the_symmetric_normalisation() -> None:
+    """``normalize=True`` filters with D^-1/2 K D^-1/2, D = diag(K 1) (densecrf's
+    NORMALIZE_SYMMETRIC), computed here by hand from the plain lattice."""
+    g = torch.Generator().manual_seed(4)
+    features = torch.rand(80, 5, generator=g) * 3
+    values = torch.rand(80, 3, dtype=torch.float64, generator=g)
+    plain = PermutohedralLattice(features)
+    norm = plain.filter(torch.ones(80, 1, dtype=torch.float64)).rsqrt()
+    expected = norm * plain.filter(norm * values)
+    normalized = PermutohedralLattice(features, normalize=True).filter(values)
+    torch.testing.assert_close(normalized, expected, rtol=1e-6, atol=1e-9)
+    assert not torch.allclose(normalized, plain.filter(values), rtol=1e-3)
 
 
 def test_batched_layer_equals_one_image_at_a_time() -> None:

@@ -56,7 +56,8 @@ class CRFParams:
 
 def _lattices(image: Tensor, params: CRFParams) -> tuple[PermutohedralLattice, ...]:
     """The appearance (x, y, r, g, b) and smoothness (x, y) lattices for ``[N,3,H,W]`` images
-    in 0..255, one lattice per kernel for the whole batch."""
+    in 0..255, one lattice per kernel for the whole batch, each with the reference's symmetric
+    kernel normalisation ``1 / sqrt(k * 1)`` per pixel on both sides."""
     n, _, h, w = image.shape
     device = image.device
     ys, xs = torch.meshgrid(
@@ -70,18 +71,9 @@ def _lattices(image: Tensor, params: CRFParams) -> tuple[PermutohedralLattice, .
     appearance = torch.cat([xy / params.theta_alpha, rgb / params.theta_beta], -1)
     smoothness = xy / params.theta_gamma
     return (
-        PermutohedralLattice(appearance.reshape(n * h * w, 5), groups),
-        PermutohedralLattice(smoothness.reshape(n * h * w, 2), groups),
+        PermutohedralLattice(appearance.reshape(n * h * w, 5), groups, normalize=True),
+        PermutohedralLattice(smoothness.reshape(n * h * w, 2), groups, normalize=True),
     )
-
-
-def _normalisers(lattices: Sequence[PermutohedralLattice], device: torch.device) -> list[Tensor]:
-    """The reference's symmetric kernel normalisation ``1 / sqrt(k * 1)`` per pixel."""
-    out = []
-    for lattice in lattices:
-        ones = torch.ones(lattice.num_points, 1, device=device)
-        out.append(lattice.filter(ones).add_(1e-20).rsqrt_())
-    return out
 
 
 def _check_image(image: Tensor, scores: Tensor) -> None:
@@ -135,18 +127,16 @@ class DenseCRF(nn.Module):
         n, c, h, w = logits.shape
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         unary = logits.to(dtype).permute(0, 2, 3, 1).reshape(n * h * w, c)
-        lattices = _lattices(image.detach(), self.params)
-        norms = [norm.to(dtype) for norm in _normalisers(lattices, logits.device)]
-        weights = (self.w_appearance.to(dtype), self.w_smoothness.to(dtype))
+        appearance, smoothness = _lattices(image.detach(), self.params)
+        w_app, w_smooth = self.w_appearance.to(dtype), self.w_smoothness.to(dtype)
         scores = unary
         for _ in range(self.params.iterations):
             q = scores.softmax(1)
-            message = 0
-            for lattice, norm, weight in zip(lattices, norms, weights, strict=True):
-                message = message + weight * norm * lattice.filter(norm * q)
             if self.compatibility is None:  # Potts: only the own-label term varies by label
-                scores = unary + message
+                scores = torch.addcmul(unary, appearance.filter(q), w_app)
+                scores = torch.addcmul(scores, smoothness.filter(q), w_smooth)
             else:
+                message = appearance.filter(q) * w_app + smoothness.filter(q) * w_smooth
                 scores = unary - message @ self.compatibility.to(dtype).T
         return scores.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
