@@ -52,6 +52,12 @@ SCALES = (0.75, 1.25)
 ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "atrous": ("atrous", ()),
     "atrous fp32": ("atrous", ("train.amp=none",)),
+    # the same fp32 computation in NCHW: exact arithmetic is unchanged, only the rounding
+    # differs, so this row against "atrous fp32" measures what rounding alone moves a run
+    "atrous fp32, NCHW (rounding only)": (
+        "atrous",
+        ("train.amp=none", "train.channels_last=false"),
+    ),
     "smp DeepLabV3Plus": ("smp", ()),
     "plain loop, atrous network": ("plain", ()),
     "atrous, He init": ("atrous", ("model.init=he",)),
