@@ -154,6 +154,9 @@ class TrainConfig:
     aux_weight: float = 1.0  # weight of auxiliary outputs' losses (models returning a dict)
     freeze_bn: bool = False  # BN uses and keeps its running statistics (small batches)
     bn_momentum: float | None = None  # torch momentum; TF decay 0.9997 = 0.0003
+    # at the end, BN's running statistics become the plain average over this many training
+    # batches under the final weights (precise BN; 0: keep the running averages)
+    precise_bn: int = 0
     accumulate: int = 1  # micro-batches per optimizer step (effective batch = batch x this)
     clip_grad_norm: float | None = None
     checkpoint_every: int = 1000

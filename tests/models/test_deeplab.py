@@ -3,6 +3,7 @@ import torch
 import torchvision
 
 from atrous.models import MODELS, build_model, deeplabv3plus, mobile_deeplabv3
+from atrous.models.aspp import rates_past_crop
 from atrous.models.backbones._stride import stride_plan
 
 
@@ -133,3 +134,16 @@ def test_mobilenetv2_low_level_tap_of_the_tf_reference():
     assert ours["os4"].min() >= 0 and ours["os4"].max() <= 6  # after ReLU6
     with pytest.raises(ValueError, match="low_level"):
         deeplabv3plus(backbone="resnet50", low_level="depthwise")
+
+
+def test_rates_past_the_training_crop_are_named():
+    # 96 // 16 = 6: every paper rate reads only padding off its centre, as on the demo's crops.
+    (problem,) = rates_past_crop(_small(), 96)
+    assert "[6, 12, 18]" in problem and "6x6" in problem and "data.crop_size=96" in problem
+    (problem,) = rates_past_crop(_small(), 160)  # 10x10 features: rate 6 fits
+    assert "[12, 18]" in problem and "10x10" in problem
+    (problem,) = rates_past_crop(_small(output_stride=8), 161)  # 21x21: (12, 24, 36) at OS8
+    assert "[24, 36]" in problem and "21x21" in problem
+    assert rates_past_crop(_small(), 513) == []
+    assert rates_past_crop(_small(atrous_rates=(1, 2, 3)), 96) == []
+    assert rates_past_crop(mobile_deeplabv3(num_classes=5, width_mult=0.25), 96) == []

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,40 @@ def test_freeze_bn_keeps_running_statistics(tiny_data: Path, tmp_path: Path):
     assert not torch.equal(weights[conv], initial.state_dict()[conv])  # the rest trains
 
 
+def test_precise_bn_averages_the_final_weights_statistics(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    common = ("train.steps=3", "data.val_split=null")
+    plain_cfg = tiny_config(tiny_data, tmp_path / "a", *common)
+    plain = load_checkpoint(train(plain_cfg, progress=False)["checkpoint"])
+    fed: list[torch.Tensor] = []
+    update_bn = torch.optim.swa_utils.update_bn
+
+    def recording(images, model):
+        update_bn((fed.append(x) or x for x in images), model)
+
+    monkeypatch.setattr(torch.optim.swa_utils, "update_bn", recording)
+    cfg = tiny_config(tiny_data, tmp_path / "b", *common, "train.precise_bn=4")
+    precise = load_checkpoint(train(cfg, progress=False)["checkpoint"])
+    assert len(fed) == 4
+    for key, value in plain["model"].items():  # the same training; only BN statistics differ
+        if "running_" in key or key.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(value, precise["model"][key]), key
+    stem = "backbone.features.0.1"  # the stem conv's BN: its input is that conv's output
+    assert precise["model"][f"{stem}.num_batches_tracked"] == 4
+    model = build_model(cfg.model.name, **cfg.model.builder_kwargs(), num_classes=5)
+    model.load_state_dict(precise["model"])
+    conv = model.backbone.features[0][0]
+    with torch.no_grad():
+        means = [conv(x).mean((0, 2, 3)) for x in fed]
+        variances = [conv(x).transpose(0, 1).flatten(1).var(1) for x in fed]
+    # The plain average of the per-batch statistics, not an exponential one.
+    torch.testing.assert_close(precise["model"][f"{stem}.running_mean"], sum(means) / 4)
+    torch.testing.assert_close(precise["model"][f"{stem}.running_var"], sum(variances) / 4)
+    assert not torch.allclose(plain["model"][f"{stem}.running_mean"], sum(means) / 4)
+
+
 def test_accumulation_and_clipping_resume_exactly(tiny_data: Path, tmp_path: Path, monkeypatch):
     extra = (
         "train.steps=4",
@@ -189,3 +224,14 @@ def test_checkpoint_spec_does_not_download_again(tiny_data: Path, tmp_path: Path
 
     Predictor.from_checkpoint(tmp_path / "checkpoint.pt")
     assert fetched == ["mobilenet_v2"]  # rebuilding for inference fetched nothing more
+
+
+def test_training_warns_when_aspp_rates_reach_past_the_crop(tiny_data: Path, tmp_path: Path):
+    steps = ("train.steps=1", "data.val_split=null")
+    with pytest.warns(UserWarning, match=r"ASPP rates \[6, 12, 18\] reach past the 3x3 features"):
+        train(tiny_config(tiny_data, tmp_path / "paper", *steps), progress=False)
+    fitting = tiny_config(tiny_data, tmp_path / "fit", *steps, "model.atrous_rates=[1, 2, 2]")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(fitting, progress=False)
+    assert not [w for w in caught if "reach past" in str(w.message)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from ..errors import AtrousError, ConfigError
 from ..evaluation import Confusion, PanopticScores, evaluate, format_table, panoptic_table
 from ..inference import Predictor, resolve_device
 from ..metrics import write_json
+from ..models.aspp import rates_past_crop
 from ..models.spec import ModelSpec
 from .distributed import WorldInfo, all_reduce_sum, barrier, cleanup, global_mean, init_distributed
 from .losses import kept_pixel_count, mining_fraction, segmentation_loss
@@ -103,6 +105,8 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
     check_amp(cfg.train.amp, device)
     if cfg.train.log_every < 1:
         raise ConfigError(f"train.log_every = {cfg.train.log_every}: must be 1 or more steps")
+    if cfg.train.precise_bn < 0:
+        raise ConfigError(f"train.precise_bn = {cfg.train.precise_bn}: must be 0 (off) or more")
     world, device = init_distributed(device)
     try:
         run = _setup(cfg, world, device, resume=resume, progress=progress and world.is_main)
@@ -169,6 +173,8 @@ def _setup(
     train_set, val_set = _datasets(cfg, progress=progress)
     spec = model_spec(cfg, train_set.num_classes, getattr(train_set, "thing_classes", None))
     model = spec.build()  # with the published weights the recipe asks for (downloaded)
+    for problem in rates_past_crop(model, cfg.data.crop_size):
+        warnings.warn(problem, stacklevel=3)
     if world.distributed and device.type == "cuda":  # Gloo/CPU has no SyncBatchNorm
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
@@ -304,6 +310,8 @@ def _step_loop(run: _Run, log: RunLog, *, progress: bool) -> list[float]:
                 loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{speed['images_per_s']:.1f}"
             )
             log.write({"step": done, "loss": loss, "lr": lr, **speed}, loss=loss, lr=lr)
+        if done == t.steps and t.precise_bn and not t.freeze_bn:
+            _precise_bn(run, batches)
         if done % t.checkpoint_every == 0 or done == t.steps:
             if run.world.is_main:
                 save_checkpoint(run.checkpoint, run.snapshot(done))
@@ -312,6 +320,22 @@ def _step_loop(run: _Run, log: RunLog, *, progress: bool) -> list[float]:
             barrier(run.world)
     bar.close()
     return [float(v) for v in torch.stack(losses).tolist()] if losses else []
+
+
+def _precise_bn(run: _Run, batches: Any) -> None:
+    """BN's running statistics become the plain average over ``train.precise_bn`` more
+    training batches under the final weights ("precise BN": Wu & Johnson, Rethinking "Batch"
+    in BatchNorm, 2021; detectron2's PreciseBN hook), not an exponential average weighted to
+    the last few dozen steps (torch's momentum 0.1) or, in a short run, to the first ones (the
+    TF reference's decay 0.9997). In fp32, as evaluation runs."""
+    t = run.cfg.train
+
+    def images() -> Any:
+        for _ in range(t.precise_bn):
+            x = next(batches)[0].to(run.device, non_blocking=True)
+            yield x.contiguous(memory_format=torch.channels_last) if t.channels_last else x
+
+    torch.optim.swa_utils.update_bn(images(), run.model)
 
 
 def save_estimates(run: _Run, step: int) -> list[Path]:
