@@ -65,6 +65,12 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "atrous, no depthwise BN+ReLU": ("atrous", ("model.depthwise_bn=false",)),
     "atrous, TF low-level tap": ("atrous", ("model.low_level=depthwise",)),
     "atrous, ASPP dropout 0.5": ("atrous", ("model.aspp_dropout=0.5",)),
+    # BN statistics averaged over 100 more training batches under the final weights; the
+    # training itself is the atrous row's, step for step
+    "atrous, precise BN": ("atrous", ("train.precise_bn=100",)),
+    # rates that fit the 8x8 features of a 128 crop (the paper's 12 and 18 train only their
+    # centre tap there, and 6 only at the borders)
+    "atrous, ASPP rates 2, 4, 6": ("atrous", ("model.atrous_rates=[2, 4, 6]",)),
     # the library's default scales, with the peer on the same continuous scales
     "smp DeepLabV3Plus, continuous scales": ("smp", ("data.scale_step=0",)),
 }
