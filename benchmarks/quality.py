@@ -71,6 +71,8 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     # rates that fit the 8x8 features of a 128 crop (the paper's 12 and 18 train only their
     # centre tap there, and 6 only at the borders)
     "atrous, ASPP rates 2, 4, 6": ("atrous", ("model.atrous_rates=[2, 4, 6]",)),
+    # every residual unit of the backbone starts as the identity (last BN scale 0)
+    "atrous, zero-init residuals": ("atrous", ("model.zero_init_residual=true",)),
     # the library's default scales, with the peer on the same continuous scales
     "smp DeepLabV3Plus, continuous scales": ("smp", ("data.scale_step=0",)),
 }

@@ -147,3 +147,16 @@ def test_rates_past_the_training_crop_are_named():
     assert rates_past_crop(_small(), 513) == []
     assert rates_past_crop(_small(atrous_rates=(1, 2, 3)), 96) == []
     assert rates_past_crop(mobile_deeplabv3(num_classes=5, width_mult=0.25), 96) == []
+
+
+def test_zero_init_residual_starts_every_residual_unit_as_the_identity():
+    units = [u for u in _small(zero_init_residual=True).backbone.features[1:]]
+    residual = [u for u in units if u.use_res_connect]
+    assert residual and len(residual) < len(units)
+    for unit in residual:
+        x = torch.randn(2, unit.conv[0][0].in_channels, 9, 9)
+        assert torch.equal(unit(x), x)
+    for unit in units:  # units without a skip keep their BN scale, as does the default build
+        if not unit.use_res_connect:
+            assert unit.conv[-1].weight.abs().min() > 0
+    assert all(u.conv[-1].weight.abs().min() > 0 for u in _small().backbone.features[1:])

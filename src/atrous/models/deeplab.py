@@ -13,7 +13,7 @@ from .auto_deeplab import auto_deeplab
 from .decoders import DeepLabV3PlusDecoder
 from .dpc import DensePredictionCell
 from .factory import BACKBONES, _backbone
-from .init import initialise
+from .init import initialise, zero_init_last
 from .largefov import LargeFOV
 from .layers import conv_bn_relu
 from .network import DeepLab
@@ -41,6 +41,7 @@ def deeplabv3plus(
     head: str = "aspp",
     dpc_cell: str | Sequence[Mapping[str, Any]] | None = None,
     init: str = "torch",
+    zero_init_residual: bool = False,
     align_corners: bool = False,
     multi_grid: Sequence[int] | None = None,
     tf_compat: bool = False,
@@ -54,7 +55,9 @@ def deeplabv3plus(
     depthwise output inside it, the TF reference's ``layer_4/depthwise_output`` (use it for
     TF-converted weights). ``depthwise_bn=False`` drops the BN + ReLU the paper puts after each
     depthwise conv of ASPP and decoder (an ablation). ``init`` initialises the convs not loaded
-    from published weights (:mod:`.init`: ``"torch"`` default, ``"he"`` fan-out).
+    from published weights (:mod:`.init`: ``"torch"`` default, ``"he"`` fan-out);
+    ``zero_init_residual`` starts each residual unit of a backbone built from scratch as the
+    identity (its last BN's scale at 0, :func:`.init.zero_init_last`).
 
     ``decoder`` chooses how the encoder output reaches the OS4 features before the fusion
     convs: ``"deeplabv3plus"`` (bilinear, the paper), or x2 stages of "The Devil is in the
@@ -113,6 +116,8 @@ def deeplabv3plus(
     )
     classifier = nn.Conv2d(channels, num_classes, 1)
     initialise([aspp, fusion] + ([] if backbone_weights else [net]), init)
+    if zero_init_residual and not backbone_weights:
+        zero_init_last(net)
     return DeepLab(
         net, aspp, classifier, fusion, num_classes=num_classes, align_corners=align_corners
     )

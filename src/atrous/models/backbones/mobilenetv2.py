@@ -68,6 +68,11 @@ class InvertedResidual(nn.Module):
         """The 3x3 depthwise conv: where this unit's stride or atrous rate lives."""
         return self.conv[-3][0]  # type: ignore[index, return-value]
 
+    def zero_init_last(self) -> None:
+        """Start a unit with a skip connection as the identity: its last BN's scale at 0."""
+        if self.use_res_connect:
+            nn.init.zeros_(self.conv[-1].weight)  # type: ignore[index, arg-type]
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv(x)
         return x + out if self.use_res_connect else out
