@@ -47,9 +47,22 @@ RESULTS = Path(__file__).parent / "results"
 CROP, BATCH, LR, WD = 128, 8, 0.02, 4e-5
 SCALES = (0.75, 1.25)
 
-# Rows: (name, trainer, atrous --set overrides). The first three are the comparison; the rest
-# are one-change ablations of the atrous row.
+# Rows: (name, trainer, atrous --set overrides). The first four are the comparison; the rest
+# are one-change ablations: of the atrous row, and (the "PyTorch-init residuals" rows, run before
+# zero-initialised residual units became the default) of the atrous row as it was then.
 ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "atrous": ("atrous", ()),
+    "atrous fp32": ("atrous", ("train.amp=none",)),
+    "smp DeepLabV3Plus": ("smp", ()),
+    "plain loop, atrous network": ("plain", ()),
+    # the library's default scales, with the peer on the same continuous scales
+    "smp DeepLabV3Plus, continuous scales": ("smp", ("data.scale_step=0",)),
+}
+
+PYTORCH_INIT = "model.zero_init_residual=false"
+"""The default before residual units started as the identity: the rows below ran against it."""
+
+_BEFORE_ZERO_INIT: dict[str, tuple[str, tuple[str, ...]]] = {
     "atrous": ("atrous", ()),
     "atrous fp32": ("atrous", ("train.amp=none",)),
     # the same fp32 computation in NCHW: exact arithmetic is unchanged, only the rounding
@@ -58,7 +71,6 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
         "atrous",
         ("train.amp=none", "train.channels_last=false"),
     ),
-    "smp DeepLabV3Plus": ("smp", ()),
     "plain loop, atrous network": ("plain", ()),
     "atrous, He init": ("atrous", ("model.init=he",)),
     "atrous, continuous scales": ("atrous", ("data.scale_step=0",)),
@@ -71,11 +83,13 @@ ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
     # rates that fit the 8x8 features of a 128 crop (the paper's 12 and 18 train only their
     # centre tap there, and 6 only at the borders)
     "atrous, ASPP rates 2, 4, 6": ("atrous", ("model.atrous_rates=[2, 4, 6]",)),
-    # every residual unit of the backbone starts as the identity (last BN scale 0)
-    "atrous, zero-init residuals": ("atrous", ("model.zero_init_residual=true",)),
-    # the library's default scales, with the peer on the same continuous scales
-    "smp DeepLabV3Plus, continuous scales": ("smp", ("data.scale_step=0",)),
 }
+ROWS.update(
+    {
+        f"{name}, PyTorch-init residuals": (trainer, (PYTORCH_INIT, *extra))
+        for name, (trainer, extra) in _BEFORE_ZERO_INIT.items()
+    }
+)
 
 
 class Aligned(nn.Module):
@@ -177,7 +191,9 @@ def run(row: str, dataset: str, seed: int, steps: int, work: Path) -> dict[str, 
         model = smp.DeepLabV3Plus("mobilenet_v2", encoder_weights=None, classes=num_classes)
         step = float(dict(e.split("=", 1) for e in extra).get("data.scale_step", 0.25))
         return _train_plain(model, root, steps, seed, step)
-    return _train_plain(deeplabv3plus(num_classes=num_classes), root, steps, seed)
+    zero_init = PYTORCH_INIT not in extra
+    model = deeplabv3plus(num_classes=num_classes, zero_init_residual=zero_init)
+    return _train_plain(model, root, steps, seed)
 
 
 def _mean(values: list[float]) -> str:
@@ -206,6 +222,7 @@ def report(runs: list[dict[str, Any]], steps: int) -> str:
         cells, speeds = [], []
         for dataset in datasets:
             found = [r for r in runs if r["row"] == row and r["dataset"] == dataset]
+            found.sort(key=lambda r: r["seed"])
             if not found:
                 cells.append("-")
                 continue

@@ -150,13 +150,31 @@ def test_rates_past_the_training_crop_are_named():
 
 
 def test_zero_init_residual_starts_every_residual_unit_as_the_identity():
-    units = [u for u in _small(zero_init_residual=True).backbone.features[1:]]
+    units = [u for u in _small().backbone.features[1:]]  # the default
     residual = [u for u in units if u.use_res_connect]
     assert residual and len(residual) < len(units)
     for unit in residual:
         x = torch.randn(2, unit.conv[0][0].in_channels, 9, 9)
         assert torch.equal(unit(x), x)
-    for unit in units:  # units without a skip keep their BN scale, as does the default build
+    for unit in units:  # units without a skip keep their BN scale
         if not unit.use_res_connect:
             assert unit.conv[-1].weight.abs().min() > 0
-    assert all(u.conv[-1].weight.abs().min() > 0 for u in _small().backbone.features[1:])
+    plain = _small(zero_init_residual=False).backbone.features[1:]
+    assert all(u.conv[-1].weight.abs().min() > 0 for u in plain)
+
+
+def test_zero_init_residual_mutes_resnet_bottlenecks():
+    from torchvision.models.resnet import Bottleneck
+
+    net = deeplabv3plus(num_classes=5, backbone="resnet50").backbone
+    units = [m for m in net.modules() if isinstance(m, Bottleneck)]
+    assert len(units) == 16
+    for unit in units:
+        assert torch.count_nonzero(unit.bn3.weight) == 0
+    unit = [u for u in units if u.downsample is None][0]
+    x = torch.rand(2, unit.conv1.in_channels, 5, 5)  # post-ReLU features: non-negative
+    assert torch.equal(unit(x), x)
+    plain = deeplabv3plus(num_classes=5, backbone="resnet50", zero_init_residual=False).backbone
+    assert all(
+        torch.count_nonzero(m.bn3.weight) > 0 for m in plain.modules() if isinstance(m, Bottleneck)
+    )

@@ -10,6 +10,7 @@ weight that starts large learns that much slower at the same learning rate.
 from __future__ import annotations
 
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
 INITS = ("torch", "he")
 
@@ -36,12 +37,15 @@ def initialise(modules: list[nn.Module], init: str) -> None:
 
 
 def zero_init_last(module: nn.Module) -> None:
-    """Zero the scale of the last BN in every residual unit of ``module`` (those with a
-    ``zero_init_last`` method), so each starts as the identity (Goyal et al., 2017, Sec. 5.1;
+    """Zero the scale of the last BN in every residual unit of ``module`` (MobileNetV2's, which
+    have a ``zero_init_last`` method, and ResNet's bottlenecks), so each starts as the identity
+    or its shortcut's projection (Goyal et al., 2017, Sec. 5.1;
     torchvision's ``zero_init_residual``, timm's ``zero_init_last``). A deep BN network at
     PyTorch's init is chaotic: a 0.1% change of the input turns the backbone's gradient to
     cosine 0.63-0.78 with the exact one, bf16 rounding to 0.15-0.41; with the units muted,
     0.95 and 0.83 (DeepLabv3+ MobileNetV2, one batch of 8 crops)."""
     for m in module.modules():
-        if m is not module and hasattr(m, "zero_init_last"):
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
+        elif m is not module and hasattr(m, "zero_init_last"):
             m.zero_init_last()
