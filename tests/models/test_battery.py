@@ -100,8 +100,10 @@ def test_logits_at_odd_input_sizes(name: str, output_stride: int) -> None:
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
     model = NETWORKS[name]().train()
-    for m in model.modules():  # zero-initialised residual units pass no gradient at init by
-        if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.any():  # design: open them
+    # zero-initialised residual units pass no gradient at init by design: open them, so the
+    # check below sees the wiring
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.any():
             torch.nn.init.ones_(m.weight)
     x = torch.randn(2, 3, 33, 47)
     target = torch.randint(0, 3, (2, 33, 47))
