@@ -58,7 +58,8 @@ def deeplabv3plus(
     from published weights (:mod:`.init`: ``"torch"`` default, ``"he"`` fan-out).
     ``zero_init_residual`` (default) starts each residual unit of a backbone built from scratch
     as the identity (its last BN's scale at 0, :func:`.init.zero_init_last`; Goyal et al.,
-    2017): from scratch it trained better on all four data sets of ``benchmarks/quality.py``.
+    2017): MobileNetV2 from scratch trained better with it on all four data sets of
+    ``benchmarks/quality.py``; ResNet's bottlenecks get the same (torchvision's option).
 
     ``decoder`` chooses how the encoder output reaches the OS4 features before the fusion
     convs: ``"deeplabv3plus"`` (bilinear, the paper), or x2 stages of "The Devil is in the
