@@ -150,7 +150,7 @@ def test_rates_past_the_training_crop_are_named():
 
 
 def test_zero_init_residual_starts_every_residual_unit_as_the_identity():
-    units = [u for u in _small().backbone.features[1:]]  # the default
+    units = list(_small().backbone.features[1:])  # the default
     residual = [u for u in units if u.use_res_connect]
     assert residual and len(residual) < len(units)
     for unit in residual:
