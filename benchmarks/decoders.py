@@ -18,6 +18,7 @@ from typing import Any
 from atrous.data import build_dataset, make_synthetic_dataset
 from atrous.demo import demo_config
 from atrous.evaluation import Confusion, Trimap, evaluate
+from atrous.inference import Predictor
 from atrous.loader import load
 from atrous.models import DECODERS, deeplabv3plus, summary
 from atrous.training import train
@@ -44,7 +45,10 @@ def run(decoder: str, residual: bool, steps: int, seed: int, work: Path) -> dict
     n = len(loaded.info.classes)
     val = build_dataset("folder", data, "val", num_classes=n)
     found = evaluate(
-        loaded.predictor(), val, {"m": Confusion(n), "t": Trimap(n, (2,))}, progress=False
+        Predictor.from_loaded(loaded),
+        val,
+        {"m": Confusion(n), "t": Trimap(n, (2,))},
+        progress=False,
     )
     size = summary(deeplabv3plus(num_classes=21, decoder=decoder, decoder_residual=residual))
     return {

@@ -26,6 +26,7 @@ from atrous.data import build_dataset, make_synthetic_dataset
 from atrous.data.palette import colorize, heatmap
 from atrous.demo import demo_config
 from atrous.evaluation import Confusion, Trimap, evaluate
+from atrous.inference import Predictor  # noqa: E402
 from atrous.loader import load
 from atrous.training import train
 
@@ -57,7 +58,7 @@ def run(row: str, seed: int, steps: int, work: Path) -> dict[str, Any]:
     loaded = load(result["checkpoint"])
     n = len(loaded.info.classes)
     val = build_dataset("folder", data, "val", num_classes=n)
-    predictor = loaded.predictor()
+    predictor = Predictor.from_loaded(loaded)
     start = time.perf_counter()
     found = evaluate(predictor, val, {"m": Confusion(n), "t": Trimap(n, (2,))}, progress=False)
     eval_seconds = time.perf_counter() - start
@@ -76,7 +77,7 @@ def run(row: str, seed: int, steps: int, work: Path) -> dict[str, Any]:
 
 def _picture(loaded: Any, val: Any, path: Path, count: int = 4) -> None:
     """Rows of image | prediction | the weight of scale 1, 0.75 and 0.5 (yellow = high)."""
-    predictor = loaded.predictor()
+    predictor = Predictor.from_loaded(loaded)
     rows = []
     for index in range(count):
         image, _ = val[index]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from atrous.inference.panoptic import panoptic_from_outputs
 from atrous.metrics import PanopticQuality, ParsingCovering
 from atrous.models import panoptic_deeplab
+from atrous.tasks.panoptic_decode import panoptic_from_outputs
 
 RESULTS = Path(__file__).parent / "results"
 H, W = 1024, 2048

@@ -141,7 +141,7 @@ def _train_atrous(root: Path, out: Path, steps: int, seed: int, extra: tuple[str
     result = train(cfg, progress=False)
     seconds = time.perf_counter() - start
     loaded = load(result["checkpoint"])
-    scores = _score(loaded.predictor(), root, len(loaded.info.classes))
+    scores = _score(Predictor.from_loaded(loaded), root, len(loaded.info.classes))
     return {**scores, "s_per_step": seconds / steps, "final_loss": result["losses"][-1]}
 
 

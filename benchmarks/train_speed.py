@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from atrous.models import deeplabv3plus
-from atrous.training.losses import segmentation_loss
+from atrous.tasks.losses import segmentation_loss
 from atrous.training.optim import autocast, resolve_amp
 
 RESULTS = Path(__file__).parent / "results"

@@ -124,7 +124,7 @@ def _crf_search(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from .evaluation import chain
-    from .inference import find_images, predict_to_files
+    from .inference import Predictor, find_images, predict_to_files
     from .loader import load, load_weights
 
     if bool(args.checkpoint) == bool(args.weights):
@@ -133,7 +133,9 @@ def _predict(args: argparse.Namespace) -> int:
         load_weights(args.weights) if args.weights else load(args.checkpoint, checkpoint_only=True)
     )
     refine = chain(list(_refiners(args, loaded.state.get("config")).values()))
-    predictor = loaded.predictor(device=args.device, refine=refine, **_predictor_options(args))
+    predictor = Predictor.from_loaded(
+        loaded, device=args.device, refine=refine, **_predictor_options(args)
+    )
     if args.save_attention and not hasattr(loaded.model, "attention_maps"):
         raise ConfigError(
             f"--save-attention: {args.checkpoint or args.weights} was not trained with "

@@ -12,7 +12,7 @@ import collections.abc
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .config_sections import (
 from .errors import ConfigError
 from .models import MODELS
 from .models.spec import ModelSpec, builder_parameters
+from .tasks import TASKS, Task
 
 __all__ = [
     "CRFConfig",
@@ -49,6 +50,8 @@ __all__ = [
     "from_dict",
     "load_config",
     "model_spec",
+    "resolve_task",
+    "task_of",
     "to_dict",
 ]
 
@@ -150,11 +153,12 @@ def check_model_options(model: ModelConfig, *, legacy: bool = False) -> None:
 
 
 def model_spec(
-    cfg: Config, num_classes: int, thing_classes: Sequence[int] | None = None
+    cfg: Config, num_classes: int, data_options: Mapping[str, Any] | None = None
 ) -> ModelSpec:
     """The :class:`~atrous.models.ModelSpec` a recipe trains: its builder options with the data
-    set's ``num_classes`` (and ``thing_classes``, for a panoptic builder the recipe leaves them
-    to), and the wrappers it switches on with their ``refine:`` settings."""
+    set's ``num_classes`` (and ``data_options``, what the task takes from the data, e.g. a
+    panoptic builder's ``thing_classes``, where the recipe leaves them out), and the wrappers it
+    switches on with their ``refine:`` settings."""
     wrappers: list[tuple[str, dict[str, Any]]] = []
     if cfg.model.scale_attention is not None:
         if cfg.model.domain_transform:
@@ -171,8 +175,10 @@ def model_spec(
             ("dense_crf", {**crf, "mean": list(cfg.data.mean), "std": list(cfg.data.std)})
         )
     kwargs = {**cfg.model.builder_kwargs(), "num_classes": num_classes}
-    if thing_classes is not None and "thing_classes" in builder_parameters(cfg.model.name):
-        kwargs.setdefault("thing_classes", list(thing_classes))
+    accepted = builder_parameters(cfg.model.name)
+    for key, value in (data_options or {}).items():
+        if key in accepted:
+            kwargs.setdefault(key, value)
     return ModelSpec(cfg.model.name, kwargs, tuple(wrappers))
 
 
@@ -193,11 +199,39 @@ def load_config(
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config is a mapping with data/model/train sections")
         _update(cfg, raw, "", str(path))
-    return apply_overrides(cfg, overrides)
+    return apply_overrides(cfg, overrides, source=str(path or "config"))
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
-    """Apply dotted ``key=value`` overrides (values parsed as YAML) to ``cfg`` in place."""
+def resolve_task(cfg: Config, source: str = "config") -> str:
+    """Set ``cfg.task`` when the recipe leaves it out (see :class:`Config`) and check that its
+    model and data agree with it: one error naming ``source`` and every contradiction."""
+    if cfg.task is None:
+        legacy = cfg.data.supervision != "full" or cfg.model.name == "panoptic_deeplab"
+        cfg.task = "semantic"
+        if legacy:  # recipes written before ``task:`` existed
+            cfg.task = "weak" if cfg.data.supervision != "full" else "panoptic"
+    if cfg.task not in TASKS:
+        raise ConfigError(
+            f"{source}: task = {cfg.task!r} is not a task; available: {', '.join(TASKS)}"
+        )
+    problems = TASKS[cfg.task].recipe_problems(cfg)
+    if problems:
+        raise ConfigError(
+            f"{source}: task {cfg.task!r} contradicts the recipe: " + "; ".join(problems)
+        )
+    return cfg.task
+
+
+def task_of(cfg: Config, source: str = "config") -> Task:
+    """The recipe's task (checked against its model and data), set up as the recipe says."""
+    return TASKS[resolve_task(cfg, source)].from_recipe(cfg)
+
+
+def apply_overrides(
+    cfg: Config, overrides: list[str] | tuple[str, ...], *, source: str = "config"
+) -> Config:
+    """Apply dotted ``key=value`` overrides (values parsed as YAML) to ``cfg`` in place, then
+    check the builder options and the task (errors name ``source``, the recipe file)."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -207,6 +241,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
             nested = {part: nested}
         _update(cfg, nested, "", f"--set {item}")
     check_model_options(cfg.model)
+    resolve_task(cfg, source)
     return cfg
 
 
@@ -230,4 +265,5 @@ def from_dict(values: dict[str, Any], source: str = "checkpoint") -> Config:
     cfg = Config()
     _update(cfg, values, "", source)
     check_model_options(cfg.model, legacy=True)
+    resolve_task(cfg, source)
     return cfg

@@ -238,6 +238,10 @@ class SearchConfig:
 
 @dataclass
 class Config:
+    # the kind of training (a name in atrous.tasks.TASKS: semantic, weak, panoptic). Left out,
+    # semantic, or for recipes written before this key what they train: weak for a
+    # data.supervision other than full, panoptic for model.name panoptic_deeplab
+    task: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

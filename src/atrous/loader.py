@@ -2,7 +2,8 @@
 with its classes, palette and normalization, ready for a :class:`~atrous.inference.Predictor`.
 
 The one place that knows the file kinds, so that inference only runs models and evaluation only
-scores them. ``Predictor.from_checkpoint`` / ``from_file`` call :func:`load`.
+scores them; it sits below inference: ``Predictor.from_loaded`` (and ``from_checkpoint`` /
+``from_file``, which call :func:`load`) make a predictor of what it reads.
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from .checkpoint import build_from_spec, load_checkpoint, load_model_state
+from .config import from_dict, resolve_task
 from .data.info import DatasetInfo
+from .data.palette import voc_colormap
 from .errors import CheckpointError
 from .export import is_torchscript, load_onnx, load_torchscript
-from .inference import Predictor
+from .models import WEIGHTS, from_weights
 from .models.spec import ModelSpec
 
 
 @dataclass
 class Loaded:
-    """A model read from ``path`` and what it was trained with. ``state`` is the whole
-    checkpoint dict (its ``config`` is the recipe) or an exported file's metadata."""
+    """A model read from ``path`` and what it was trained with (a plain record). ``state`` is
+    the whole checkpoint dict (its ``config`` is the recipe) or an exported file's metadata."""
 
     model: nn.Module
     info: DatasetInfo
@@ -35,20 +37,7 @@ class Loaded:
     path: Path
     spec: ModelSpec | None = None
     state: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def predictor(
-        self, *, device: str | torch.device = "cpu", refine: Any = None, **options: Any
-    ) -> Predictor:
-        """A :class:`Predictor` for this model (``options``: scales, flip, output_stride, ...)."""
-        return Predictor(
-            self.model,
-            mean=self.mean,
-            std=self.std,
-            device=device,
-            info=self.info,
-            refine=refine,
-            **options,
-        )
+    task: str = "semantic"  # the recipe's task (atrous.tasks.TASKS); exported files: semantic
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -82,15 +71,13 @@ def load(path: str | Path, *, checkpoint_only: bool = False) -> Loaded:
         model, meta = load_model(path)
     spec = ModelSpec.from_dict(meta["model_spec"]) if "model_spec" in meta else None
     info = _info(meta, path)
-    return Loaded(model, info, tuple(meta["mean"]), tuple(meta["std"]), path, spec, meta)
+    task = resolve_task(from_dict(meta["config"], str(path))) if meta.get("config") else "semantic"
+    return Loaded(model, info, tuple(meta["mean"]), tuple(meta["std"]), path, spec, meta, task)
 
 
 def load_weights(name: str) -> Loaded:
     """Published weights (:func:`atrous.models.list_weights`), downloaded once and converted,
     with their classes (VOC colours) and preprocessing."""
-    from .data.palette import voc_colormap
-    from .models import WEIGHTS, from_weights
-
     model = from_weights(name)
     entry = WEIGHTS[name]
     info = DatasetInfo(classes=entry.classes, palette=voc_colormap())

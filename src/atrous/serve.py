@@ -35,13 +35,13 @@ def load_predictor(source: str, *, device: str = "cpu") -> Predictor:
     from .models import WEIGHTS
 
     if source in WEIGHTS:
-        return load_weights(source).predictor(device=device, fast=True)
+        return Predictor.from_loaded(load_weights(source), device=device, fast=True)
     path = Path(source)
     if not path.exists():
         raise AtrousError(f"{path}: no such checkpoint or exported file (or weights name)")
     loaded = load(path)
     fast = path.suffix != ".onnx" and loaded.spec is not None
-    return loaded.predictor(device=device, fast=fast)
+    return Predictor.from_loaded(loaded, device=device, fast=fast)
 
 
 def _legend(

@@ -12,8 +12,8 @@ from atrous.config import load_config
 from atrous.data import build_dataset, make_synthetic_dataset
 from atrous.loader import load
 from atrous.models import PanopticDeepLab
+from atrous.tasks.panoptic_targets import panoptic_loss, panoptic_targets
 from atrous.training import train
-from atrous.training.panoptic import panoptic_loss, panoptic_targets
 
 
 def _masks() -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from atrous.cli import main
+from atrous.inference import Predictor
 from atrous.loader import load
 from atrous.models import ScaleAttentionDeepLab
 from atrous.training import train
@@ -49,10 +50,10 @@ def test_a_recipe_trains_attention_to_scale_and_the_tools_take_it(
     onnx = tmp_path / "m.onnx"
     assert main(["export", "--checkpoint", str(result["checkpoint"]), "--dynamic",
                  "--height", "65", "--width", "65", "--out", str(onnx)]) == 0  # fmt: skip
-    exported = load(onnx).predictor()
+    exported = Predictor.from_loaded(load(onnx))
     array = np.random.default_rng(0).integers(0, 256, (50, 61, 3), dtype=np.uint8)
     torch.testing.assert_close(
-        exported.logits(array), loaded.predictor().logits(array), atol=1e-3, rtol=1e-3
+        exported.logits(array), Predictor.from_loaded(loaded).logits(array), atol=1e-3, rtol=1e-3
     )
 
 

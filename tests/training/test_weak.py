@@ -24,8 +24,8 @@ from atrous.data.boxes import (
 )
 from atrous.data.weak import ESTIMATE, WeakFolder
 from atrous.errors import DataError
+from atrous.tasks.em import bbox_seg, em_adapt_bias, em_fixed_bias, estimate_labels
 from atrous.training import train
-from atrous.training.weak import bbox_seg, em_adapt_bias, em_fixed_bias, estimate_labels
 from tests.conftest import train_killed_after_first_checkpoint
 
 

@@ -1,6 +1,6 @@
 """Weak annotations: image-level labels and bounding boxes, their readers and checks, and the
 box-derived label maps of Papandreou et al. (ICCV 2015): Bbox-Rect, and Bbox-Seg's unary (its
-dense CRF step sits in :mod:`atrous.training.weak`, above the CRF).
+dense CRF step sits in :mod:`atrous.tasks.em`, above the CRF).
 
 Formats: image labels ``{stem: [class name or id, ...]}`` (JSON); boxes ``{stem: [[x0, y0, x1,
 y1, class], ...]}`` (JSON, pixel corners, x1/y1 exclusive) or PASCAL VOC ``Annotations/*.xml``.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from PIL import Image
 
 
 def voc_colormap(num_colors: int = 256) -> np.ndarray:
@@ -19,6 +22,22 @@ def voc_colormap(num_colors: int = 256) -> np.ndarray:
             bit = (ids >> (3 * shift + channel)) & 1
             cmap[:, channel] |= bit << (7 - shift)
     return cmap.astype(np.uint8)
+
+
+def save_palette_png(labels: np.ndarray, palette: np.ndarray | None, path: str | Path) -> Path:
+    """Write ``HxW`` class ids (0-255) as a palette PNG: its pixel values are the ids, viewers
+    show the class colours (``palette``, default VOC's)."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(
+            f"{path}: palette PNGs hold class ids 0-255, got {labels.min()}-{labels.max()}"
+        )
+    png = Image.fromarray(labels.astype(np.uint8), mode="P")
+    png.putpalette(
+        np.asarray(voc_colormap() if palette is None else palette, np.uint8).ravel().tolist()
+    )
+    png.save(path)
+    return Path(path)
 
 
 def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:

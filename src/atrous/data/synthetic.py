@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .info import IGNORE_INDEX
-from .palette import voc_colormap
+from .palette import save_palette_png, voc_colormap
 
 CLASSES = ("background", "disc", "square", "triangle", "ring")
 COLOURS = np.array(
@@ -173,9 +173,7 @@ def make_synthetic_dataset(
             if panoptic:
                 Image.fromarray(objects).save(root / "instances" / f"{stem}.png")
             Image.fromarray(image).save(root / "images" / f"{stem}.jpg", quality=92)
-            png = Image.fromarray(mask, mode="P")
-            png.putpalette(palette.ravel().tolist())
-            png.save(root / "masks" / f"{stem}.png")
+            save_palette_png(mask, palette, root / "masks" / f"{stem}.png")
             splits[split].append(stem)
     for split, stems in splits.items():
         (root / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))

@@ -1,27 +1,27 @@
 """Evaluation: a predictor over a dataset into accumulators (confusion matrix, boundary trimap,
 per-image scores, refinements, example pictures), the CRF search, report tables and pictures."""
 
+from ..tasks import PanopticScores, panoptic_ids
 from .accumulators import (
     Accumulator,
     Confusion,
     Examples,
-    PanopticScores,
     PerImage,
     Prediction,
     Refinement,
     Refiner,
     Trimap,
-    panoptic_ids,
 )
 from .checkpoints import evaluate_checkpoint, search_crf_checkpoint
 from .crf_search import crf_grid_search
-from .loop import evaluate
+from .loop import accumulate, evaluate
 from .pictures import comparison_grid
 from .refiners import chain, refiners_from_recipe
 from .report import crf_search_table, format_table, panoptic_table, refinement_table, trimap_line
 
 __all__ = [
     "Accumulator",
+    "accumulate",
     "Confusion",
     "Examples",
     "PanopticScores",

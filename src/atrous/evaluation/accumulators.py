@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..inference.panoptic import predict_panoptic
 from ..inference.predictor import Refiner
-from ..metrics import ConfusionMatrix, PanopticQuality, ParsingCovering, TrimapIoU
+from ..metrics import ConfusionMatrix, TrimapIoU
+from ..tasks import SemanticEvaluator
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Prediction:
     scores: Tensor
     labels: Tensor
     refined: dict[str, Tensor] = field(default_factory=dict)
-    panoptic_mask: Tensor | None = None  # the [2, H, W] (semantic, instance) target, if any
+    target: Tensor | None = None  # the task's whole target (panoptic: [2, H, W])
 
 
 class Accumulator(Protocol):
@@ -39,17 +39,8 @@ class Accumulator(Protocol):
     def compute(self) -> Any: ...
 
 
-class Confusion:
-    """The confusion matrix: mIoU, per-class IoU and accuracies, and the matrix itself."""
-
-    def __init__(self, num_classes: int) -> None:
-        self.matrix = ConfusionMatrix(num_classes)
-
-    def update(self, prediction: Prediction) -> None:
-        self.matrix.update(prediction.labels, prediction.mask)
-
-    def compute(self) -> dict[str, Any]:
-        return {**self.matrix.compute(), "confusion_matrix": self.matrix.matrix.tolist()}
+Confusion = SemanticEvaluator
+"""The confusion matrix accumulator (the semantic task's evaluator)."""
 
 
 class Trimap:
@@ -124,53 +115,6 @@ class Refinement:
         if self.trimap is not None:
             result["trimap"] = self.trimap.compute()
         return {**result, "seconds_per_image": self.seconds / max(self.images, 1)}
-
-
-def panoptic_ids(mask: Tensor, label_divisor: int = 1000, void_label: int = 255) -> Tensor:
-    """A ``[2, H, W]`` panoptic mask (semantic, instance) -> ``[H, W]`` ids ``class * divisor +
-    instance``, void as ``void_label * divisor``."""
-    semantic, instance = mask[0].long(), mask[1].long()
-    ids = semantic * label_divisor + instance
-    return torch.where(
-        semantic == void_label, torch.full_like(ids, void_label * label_divisor), ids
-    )
-
-
-class PanopticScores:
-    """PQ / SQ / RQ and Parsing Covering of a panoptic model (``predictor.model`` a
-    :class:`~atrous.models.PanopticDeepLab`) against ``[2, H, W]`` masks; ``options`` go to the
-    post-processing (threshold, nms_kernel, top_k, stuff_area)."""
-
-    def __init__(self, predictor: Any, num_classes: int, **options: Any) -> None:
-        model = predictor.model
-        self.predictor, self.options, self.predict = predictor, options, predict_panoptic
-        self.divisor = model.label_divisor
-        things = model.thing_classes
-        self.pq = PanopticQuality(num_classes, label_divisor=self.divisor, thing_classes=things)
-        self.pc = ParsingCovering(num_classes, label_divisor=self.divisor, thing_classes=things)
-        self.seconds, self.images = 0.0, 0
-
-    def update(self, prediction: Prediction) -> None:
-        if prediction.panoptic_mask is None:
-            raise ValueError(f"{prediction.name}: panoptic scores need [2, H, W] panoptic masks")
-        start = time.perf_counter()
-        x = self.predictor.normalize(prediction.image).unsqueeze(0).to(self.predictor.device)
-        pan = self.predict(self.predictor.model, x, **self.options)[0].cpu()
-        self.seconds += time.perf_counter() - start
-        self.images += 1
-        target = panoptic_ids(prediction.panoptic_mask, self.divisor)
-        self.pq.update(pan, target)
-        self.pc.update(pan, target)
-
-    def compute(self) -> dict[str, Any]:
-        pq, pc = self.pq.compute(), self.pc.compute()
-        return {
-            "pq": pq["pq"], "sq": pq["sq"], "rq": pq["rq"],
-            "things": {**pq["things"], "pc": pc["things"]["pc"]},
-            "stuff": {**pq["stuff"], "pc": pc["stuff"]["pc"]},
-            "pc": pc["pc"], "per_class_pq": pq["per_class"]["pq"],
-            "seconds_per_image": self.seconds / max(self.images, 1),
-        }  # fmt: skip
 
 
 class Examples:

@@ -14,11 +14,10 @@ from ..errors import DataError
 from ..inference import Predictor, resolve_device
 from ..loader import Loaded, load
 from ..metrics import ConfusionMatrix
+from ..tasks import TASKS
 from .accumulators import (
     Accumulator,
-    Confusion,
     Examples,
-    PanopticScores,
     PerImage,
     Refinement,
     Refiner,
@@ -40,7 +39,7 @@ def checkpoint_and_data(
     """The loaded checkpoint, a predictor for it and the split to score it on, checked to
     agree on the number of classes."""
     loaded = load(checkpoint, checkpoint_only=True)
-    predictor = loaded.predictor(device=resolve_device(device), **predictor_options)
+    predictor = Predictor.from_loaded(loaded, device=resolve_device(device), **predictor_options)
     classes = loaded.info.classes
     options = {"num_classes": len(classes)} if dataset in ("folder", "panoptic_folder") else {}
     data = build_dataset(dataset, data_root, split, **options)
@@ -80,20 +79,19 @@ def evaluate_checkpoint(
         checkpoint, data_root, split, dataset, device, predictor_options
     )
     n = len(loaded.info.classes)
-    accumulators: dict[str, Accumulator] = {"metrics": Confusion(n)}
+    task = TASKS[loaded.task]()  # the checkpoint's recipe's task scores it (panoptic: PQ, PC)
+    accumulators: dict[str, Accumulator] = {"metrics": task.evaluator(predictor, n)}
     if trimap_widths:
         accumulators["trimap"] = Trimap(n, trimap_widths)
     if per_image:
         accumulators["per_image"] = PerImage(n)
-    if hasattr(loaded.model, "forward_panoptic"):  # PQ / SQ / RQ and Parsing Covering too
-        accumulators["panoptic"] = PanopticScores(predictor, n)
     for name, refiner in (refiners or {}).items():
         accumulators[f"refined.{name}"] = Refinement(name, refiner, n, trimap_widths)
     if picture is not None:
         accumulators["examples"] = Examples()
-    found = evaluate(predictor, data, accumulators, progress=progress)
+    found = evaluate(predictor, data, accumulators, task=task, progress=progress)
     result = dict(found.pop("metrics"))
-    for key in ("trimap", "per_image", "panoptic"):
+    for key in ("trimap", "per_image"):
         if key in found:
             result[key] = found.pop(key)
     if refiners:

@@ -18,7 +18,7 @@ def check_exportable(model: nn.Module) -> None:
     if hasattr(model, "forward_panoptic"):
         raise AtrousError(
             "panoptic models cannot be exported yet: the file would hold the semantic logits "
-            "alone; deploy them with atrous.inference.panoptic.predict_panoptic"
+            "alone; deploy them with atrous.tasks.panoptic_decode.predict_panoptic"
         )
     for module in model.modules():
         if isinstance(module, (DomainTransform, DenseCRF)):

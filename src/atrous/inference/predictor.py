@@ -17,6 +17,7 @@ from torchvision.transforms.v2 import functional as F
 from ..data import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
+from ..loader import Loaded, load
 from .forward import InferenceOptions, build_forward
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -117,9 +118,7 @@ class Predictor:
     ) -> Predictor:
         """Rebuild the model a checkpoint was trained as, with its weights and normalization.
         ``options`` go to the constructor (``scales``, ``flip``, ``output_stride``, ...)."""
-        from ..loader import load  # the loader sits above inference: it reads every file kind
-
-        return load(path, checkpoint_only=True).predictor(device=device, **options)
+        return cls.from_loaded(load(path, checkpoint_only=True), device=device, **options)
 
     @classmethod
     def from_file(
@@ -128,9 +127,23 @@ class Predictor:
         """A predictor for an ``atrous export`` file (ONNX, run by ONNX Runtime, extra
         ``atrous[export]``; or TorchScript) with the normalization, classes and palette of its
         metadata; an atrous checkpoint works too."""
-        from ..loader import load  # the loader sits above inference: it reads every file kind
+        return cls.from_loaded(load(path), device=device, **options)
 
-        return load(path).predictor(device=device, **options)
+    @classmethod
+    def from_loaded(
+        cls,
+        loaded: Loaded,
+        *,
+        device: str | torch.device = "cpu",
+        refine: Refiner | None = None,
+        **options: Any,
+    ) -> Predictor:
+        """A predictor for a model :func:`atrous.loader.load` read (a checkpoint or an exported
+        file), with its normalization, classes and palette."""
+        return cls(
+            loaded.model, mean=loaded.mean, std=loaded.std, device=device, info=loaded.info,
+            refine=refine, **options,
+        )  # fmt: skip
 
     def scores(self, batch: Tensor, images: Sequence[Tensor] | None = None) -> Tensor:
         """Scores ``[N, K, H, W]`` on the predictor's device for a normalized ``batch``: the

@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 
 from ..data import IMAGE_SUFFIXES
 from ..data.info import DatasetInfo
-from ..data.palette import heatmap, overlay, voc_colormap
+from ..data.palette import heatmap, overlay, save_palette_png, voc_colormap
 from ..errors import DataError
-from .panoptic import predict_panoptic
+from ..tasks.panoptic_decode import predict_panoptic
 from .predictor import Predictor, to_image_tensor
 
 
@@ -32,12 +32,7 @@ def save_prediction(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = voc_colormap() if info is None else info.palette
-    if labels.max(initial=0) > 255:
-        raise ValueError("palette PNGs hold class ids up to 255")
-    png = Image.fromarray(labels.astype(np.uint8), mode="P")
-    png.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())
-    mask_path = out_dir / f"{stem}.png"
-    png.save(mask_path)
+    mask_path = save_palette_png(labels, palette, out_dir / f"{stem}.png")
     overlay_path = out_dir / f"{stem}_overlay.jpg"
     Image.fromarray(overlay(image, labels, palette)).save(overlay_path, quality=90)
     return mask_path, overlay_path

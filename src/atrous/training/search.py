@@ -25,7 +25,7 @@ from ..data import build_dataset, train_transforms
 from ..inference import resolve_device
 from ..models.align import crop_to, pad_to_exact
 from ..models.auto_deeplab_search import LEVELS, AutoDeepLabSupernet, decode, nodes
-from .losses import segmentation_loss
+from ..tasks.losses import segmentation_loss
 from .sampler import SeededItems, StepSampler
 
 ARCHITECTURE_NAME = "architecture.json"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atrous.inference.panoptic import (
+from atrous.tasks.panoptic_decode import (
     find_instance_centers,
     group_pixels,
     merge_semantic_and_instance,

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from atrous.training.losses import mining_fraction, segmentation_loss
+from atrous.tasks.losses import mining_fraction, segmentation_loss
 
 
 def test_plain_loss_equals_cross_entropy_with_ignore():

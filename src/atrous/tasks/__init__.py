@@ -1,0 +1,33 @@
+"""Tasks: one module per kind of training. A task owns what differs between them: how
+annotations become training targets, the loss, how model outputs become predictions, and its
+evaluator. A recipe names its task with the top-level key ``task:`` (default ``semantic``)."""
+
+from .base import PANOPTIC_DATASETS, Evaluator, StepLoss, Task, all_reduce_
+from .panoptic import PanopticEvaluator, PanopticScores, PanopticTask, panoptic_ids
+from .semantic import SemanticEvaluator, SemanticTask
+from .weak import EMSettings, WeakTask, save_estimates
+
+TASKS: dict[str, type[Task]] = {
+    "semantic": SemanticTask,
+    "weak": WeakTask,
+    "panoptic": PanopticTask,
+}
+"""Task names (a recipe's ``task:``) -> task classes; a new kind of training adds one here."""
+
+__all__ = [
+    "EMSettings",
+    "Evaluator",
+    "PANOPTIC_DATASETS",
+    "PanopticEvaluator",
+    "PanopticScores",
+    "PanopticTask",
+    "SemanticEvaluator",
+    "SemanticTask",
+    "StepLoss",
+    "TASKS",
+    "Task",
+    "WeakTask",
+    "all_reduce_",
+    "panoptic_ids",
+    "save_estimates",
+]
