@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_args import build_parser
+from .cli_args import build_parser as _build_parser
 from .errors import AtrousError, ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -52,17 +52,19 @@ def _eval(args: argparse.Namespace) -> None:
         trimap_line,
     )
     from .evaluation.report import worst_images_line
+    from .loader import load
     from .metrics import write_json
 
     if args.panoptic:
         return _eval_coco_panoptic(args)
     if not args.checkpoint:
         raise ConfigError("atrous eval needs --checkpoint (or --panoptic PREDICTIONS_JSON)")
-    refiners = _refiners(args)
+    loaded = load(args.checkpoint, checkpoint_only=True)  # read once, for refiners and scoring
+    refiners = _refiners(args, loaded.state.get("config"))
     out = Path(args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json"))
     picture = out.with_name(f"{out.stem}_refinement.png") if refiners else None
     result, classes = evaluate_checkpoint(
-        args.checkpoint,
+        loaded,
         args.data,
         split=args.split,
         dataset=args.dataset,
@@ -177,7 +179,7 @@ def _export(args: argparse.Namespace) -> None:
 def _convert_tf(args: argparse.Namespace) -> None:
     from .checkpoint import save_checkpoint
     from .data.known import known_classes
-    from .models.convert_tf import TF_MEAN, TF_STD, convert_tf_checkpoint
+    from .models.convert.tf import TF_MEAN, TF_STD, convert_tf_checkpoint
 
     spec, state = convert_tf_checkpoint(
         args.checkpoint,
@@ -206,50 +208,14 @@ def _convert_tf(args: argparse.Namespace) -> None:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from .data import build_dataset
-    from .data.check import check_dataset
+    from .data.check import check_data
 
-    options = {"num_classes": args.num_classes} if args.num_classes else {}
-    split = args.split
-    if split is None and args.dataset != "folder":  # official layouts are read split by split
-        split = "train"
-    if args.boxes or args.image_labels:
-        return _annotation_check(args, split)
-    dataset = build_dataset(args.dataset, args.root, split, strict=False, **options)
-    report = check_dataset(dataset)
+    report = check_data(
+        args.dataset, args.root, args.split, num_classes=args.num_classes,
+        boxes=args.boxes, image_labels=args.image_labels,
+    )  # fmt: skip
     print(report.format())
     return 0 if report.ok else 1
-
-
-def _annotation_check(args: argparse.Namespace, split: str | None) -> int:
-    """``data check --boxes / --image-labels``: every annotation problem, naming the image."""
-    from PIL import Image
-
-    from .data import IMAGE_SUFFIXES
-    from .data.boxes import check_annotations, read_boxes, read_image_labels
-    from .data.folder import _split_stems, load_info
-
-    root = Path(args.root)
-    classes = load_info(root, args.num_classes).classes
-    images = {
-        p.stem: p for p in sorted((root / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-    }
-    stems, _ = _split_stems(root, split, images, 0.1, [])
-    sizes = {}
-    for stem in stems:
-        with Image.open(images[stem]) as image:
-            sizes[stem] = (image.height, image.width)
-    boxes = read_boxes(args.boxes, classes) if args.boxes else None
-    labels = read_image_labels(args.image_labels, classes) if args.image_labels else None
-    where = str(args.boxes or args.image_labels)
-    problems = check_annotations(stems, sizes, boxes=boxes, image_labels=labels, where=where)
-    count = sum(len(v) for v in (boxes or {}).values())
-    print(f"{len(stems)} images, {count} boxes, {len(labels or {})} image-label lists, "
-          f"{len(problems)} problems")  # fmt: skip
-    for problem in problems:
-        print(f"  {problem}")
-    print("OK" if not problems else "FAILED: fix the annotations above")
-    return 0 if not problems else 1
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -263,47 +229,26 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo, run_panoptic_demo
+    from .demo import DEMOS
 
-    if args.panoptic:
-        from .evaluation import panoptic_table
-
-        out = args.out if args.out != "atrous-demo" else "atrous-demo-panoptic"
-        result = run_panoptic_demo(out, steps=args.steps, seed=args.seed, device=args.device)
-        metrics = result["metrics"]
-        print(panoptic_table(metrics["panoptic"]))
-        print(
-            f"panoptic demo: PQ {100 * metrics['panoptic']['pq']:.2f}, PC "
-            f"{100 * metrics['panoptic']['pc']:.2f}, mIoU {100 * metrics['miou']:.2f} on the "
-            f"held-out split in {result['seconds']:.0f} s; checkpoint and predictions/ in {out}"
-        )
-        return
-    result = run_demo(args.out, steps=args.steps, seed=args.seed, device=args.device)
-    print(
-        f"demo: mIoU {100 * result['metrics']['miou']:.2f} on the held-out split in "
-        f"{result['seconds']:.0f} s; checkpoint, metrics.json and predictions/ in {args.out}"
-    )
+    if args.task not in DEMOS:
+        raise ConfigError(f"--task {args.task!r} has no demo; available: {', '.join(DEMOS)}")
+    demo = DEMOS[args.task]
+    out = args.out or demo.out
+    result = demo.run(out, steps=args.steps, seed=args.seed, device=args.device)
+    print(demo.report(result, out))
 
 
 def _refiners(args: argparse.Namespace, saved_config: Any = None) -> dict[str, Any]:
     """The refinements asked for, set up from the checkpoint's recipe and ``--set``."""
-    from .checkpoint import load_checkpoint
-    from .errors import ConfigError
     from .evaluation import refiners_from_recipe
 
-    bad = [item for item in args.set if not item.startswith("refine.")]
-    if bad:
-        raise ConfigError(f"--set {bad[0]!r}: only refine.* settings apply to {args.command}")
-    if not (args.crf or args.domain_transform):
-        return {}
-    if saved_config is None and getattr(args, "checkpoint", None):
-        saved_config = load_checkpoint(args.checkpoint).get("config")
     return refiners_from_recipe(
         saved_config,
         crf=args.crf,
         domain_transform=args.domain_transform,
         overrides=args.set,
-        source=str(args.checkpoint),
+        source=str(getattr(args, "checkpoint", None) or getattr(args, "weights", None)),
     )
 
 
@@ -317,10 +262,23 @@ def _predictor_options(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+HANDLERS = {
+    "train": _train, "search": _search, "eval": _eval, "crf_search": _crf_search,
+    "predict": _predict, "export": _export, "convert_tf": _convert_tf,
+    "data_check": _data_check, "serve": _serve, "demo": _demo,
+}  # fmt: skip
+"""Each command's handler; the parser sets it as ``args.func``."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``atrous`` argument parser, each command bound to its handler."""
+    return _build_parser(HANDLERS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return globals()[args.run](args) or 0
+        return args.func(args) or 0
     except AtrousError as err:
         print(f"atrous {args.command}: error: {err}", file=sys.stderr)
         return 2

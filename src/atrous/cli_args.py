@@ -1,10 +1,13 @@
 """The ``atrous`` command line's arguments: one small parser function per command; each sets
-``run`` to the name of its handler in :mod:`atrous.cli`."""
+``func`` to its handler from :mod:`atrous.cli` (``handlers``, by command name)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from typing import Any
+
+Handlers = Mapping[str, Callable[[argparse.Namespace], Any]]
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
@@ -53,7 +56,7 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _train_parser(sub: Any) -> None:
+def _train_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "train",
         help="train a model from a YAML recipe",
@@ -80,10 +83,10 @@ def _train_parser(sub: Any) -> None:
         help="weak supervision: write the E-step estimates of N training images at every "
         "checkpoint (out_dir/estimates/step_<k>/)",
     )
-    p.set_defaults(run="_train")
+    p.set_defaults(func=handlers["train"])
 
 
-def _search_parser(sub: Any) -> None:
+def _search_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "search",
         help="search an Auto-DeepLab architecture (network path and cell) on a data set",
@@ -91,10 +94,10 @@ def _search_parser(sub: Any) -> None:
     )
     p.add_argument("--config", required=True, help="YAML recipe with data/search sections")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override values")
-    p.set_defaults(run="_search")
+    p.set_defaults(func=handlers["search"])
 
 
-def _eval_parser(sub: Any) -> None:
+def _eval_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a checkpoint: per-class IoU table and mIoU",
@@ -119,10 +122,10 @@ def _eval_parser(sub: Any) -> None:
     _refine_args(p)
     p.add_argument("--out", help="JSON path (default: eval_<split>.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
-    p.set_defaults(run="_eval")
+    p.set_defaults(func=handlers["eval"])
 
 
-def _crf_search_parser(sub: Any) -> None:
+def _crf_search_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "crf-search",
         help="cross-validate the dense CRF's appearance kernel on a split (DeepLab v1/v2)",
@@ -135,10 +138,10 @@ def _crf_search_parser(sub: Any) -> None:
     _inference_args(p)
     p.add_argument("--out", help="JSON path (default: crf_search.json beside the checkpoint)")
     p.add_argument("--device", default="auto")
-    p.set_defaults(run="_crf_search")
+    p.set_defaults(func=handlers["crf_search"])
 
 
-def _predict_parser(sub: Any) -> None:
+def _predict_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "predict",
         help="segment images: palette PNGs and colour overlays",
@@ -159,10 +162,10 @@ def _predict_parser(sub: Any) -> None:
     _inference_args(p)
     _refine_args(p)
     p.add_argument("--device", default="auto")
-    p.set_defaults(run="_predict")
+    p.set_defaults(func=handlers["predict"])
 
 
-def _export_parser(sub: Any) -> None:
+def _export_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX or TorchScript for deployment",
@@ -175,10 +178,10 @@ def _export_parser(sub: Any) -> None:
     p.add_argument("--width", type=int, default=513, help="traced input width")
     p.add_argument("--dynamic", action="store_true", help="ONNX: any batch, height and width")
     p.add_argument("--with-argmax", action="store_true", help="ONNX: output class ids")
-    p.set_defaults(run="_export")
+    p.set_defaults(func=handlers["export"])
 
 
-def _convert_tf_parser(sub: Any) -> None:
+def _convert_tf_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "convert-tf",
         help="convert a TF DeepLab checkpoint (the model zoo's) to an atrous checkpoint",
@@ -204,10 +207,10 @@ def _convert_tf_parser(sub: Any) -> None:
         "--classes", help="a text file of class names, one a line (default: by --num-classes: "
         "21 VOC, 19 Cityscapes, 151 ADE20K)"
     )  # fmt: skip
-    p.set_defaults(run="_convert_tf")
+    p.set_defaults(func=handlers["convert_tf"])
 
 
-def _data_parser(sub: Any) -> None:
+def _data_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "data",
         help="inspect a dataset: `atrous data check` finds bad pairs, counts classes",
@@ -225,10 +228,10 @@ def _data_parser(sub: Any) -> None:
     q.add_argument("--num-classes", type=int, help="folder datasets without classes.json")
     q.add_argument("--boxes", help="check a boxes JSON or VOC Annotations folder instead")
     q.add_argument("--image-labels", help="check an image-labels JSON instead")
-    q.set_defaults(run="_data_check")
+    q.set_defaults(func=handlers["data_check"])
 
 
-def _serve_parser(sub: Any) -> None:
+def _serve_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "serve",
         help="a web demo of a model (Gradio, extra atrous[serve])",
@@ -239,42 +242,51 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--weights", help="published weights (atrous.models.list_weights())")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     p.add_argument("--port", type=int, default=7860)
-    p.set_defaults(run="_serve")
+    p.set_defaults(func=handlers["serve"])
 
 
-def _demo_parser(sub: Any) -> None:
+def _demo_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "demo",
         help="train and evaluate on a generated data set, offline",
         description="Make a synthetic data set, train DeepLabv3+ on it, evaluate "
         "on its held-out split and write predictions.",
     )
-    p.add_argument("--out", default="atrous-demo", help="output folder (default: ./atrous-demo)")
+    p.add_argument(
+        "--task",
+        default="semantic",
+        help="which task's demo: semantic (DeepLabv3+, mIoU; the default) or panoptic "
+        "(Panoptic-DeepLab, PQ and Parsing Covering)",
+    )
+    p.add_argument(
+        "--out", help="output folder (default: ./atrous-demo, ./atrous-demo-<task> for others)"
+    )
     p.add_argument("--steps", type=int, help="training steps (default: the demo recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--panoptic",
-        action="store_true",
-        help="the panoptic demo: Panoptic-DeepLab, PQ and Parsing Covering "
-        "(into ./atrous-demo-panoptic)",
+        dest="task",
+        action="store_const",
+        const="panoptic",
+        help="the same as --task panoptic",
     )
-    p.set_defaults(run="_demo")
+    p.set_defaults(func=handlers["demo"])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atrous", description="DeepLab semantic segmentation: train, evaluate, predict."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _train_parser(sub)
-    _search_parser(sub)
-    _eval_parser(sub)
-    _crf_search_parser(sub)
-    _predict_parser(sub)
-    _export_parser(sub)
-    _convert_tf_parser(sub)
-    _data_parser(sub)
-    _serve_parser(sub)
-    _demo_parser(sub)
+    _train_parser(sub, handlers)
+    _search_parser(sub, handlers)
+    _eval_parser(sub, handlers)
+    _crf_search_parser(sub, handlers)
+    _predict_parser(sub, handlers)
+    _export_parser(sub, handlers)
+    _convert_tf_parser(sub, handlers)
+    _data_parser(sub, handlers)
+    _serve_parser(sub, handlers)
+    _demo_parser(sub, handlers)
     return parser

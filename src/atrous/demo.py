@@ -11,7 +11,8 @@ batch learn faster in a fixed CPU budget), 2,500 steps in fp32 so that the whole
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from .config import Config, load_config
 from .data import SegmentationFolder, build_dataset, make_synthetic_dataset
-from .evaluation import comparison_grid
+from .evaluation import comparison_grid, panoptic_table
 from .inference import Predictor, predict_to_files
 from .training import train
 
@@ -96,6 +97,7 @@ def run_demo(
 
 
 PANOPTIC_OVERRIDES = (
+    "task=panoptic",
     "data.dataset=panoptic_folder",
     "data.crop_size=96",
     "data.num_workers=0",
@@ -140,3 +142,37 @@ def run_panoptic_demo(
         "predictions": out / "predictions",
         "seconds": time.perf_counter() - start,
     }
+
+
+def _semantic_report(result: dict[str, Any], out: str | Path) -> str:
+    return (
+        f"demo: mIoU {100 * result['metrics']['miou']:.2f} on the held-out split in "
+        f"{result['seconds']:.0f} s; checkpoint, metrics.json and predictions/ in {out}"
+    )
+
+
+def _panoptic_report(result: dict[str, Any], out: str | Path) -> str:
+    metrics = result["metrics"]
+    return (
+        f"{panoptic_table(metrics['panoptic'])}\n"
+        f"panoptic demo: PQ {100 * metrics['panoptic']['pq']:.2f}, PC "
+        f"{100 * metrics['panoptic']['pc']:.2f}, mIoU {100 * metrics['miou']:.2f} on the "
+        f"held-out split in {result['seconds']:.0f} s; checkpoint and predictions/ in {out}"
+    )
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A task's demo: ``run(out, steps=, seed=, device=)`` trains and scores it, ``report``
+    says what it found, ``out`` is its default folder."""
+
+    run: Callable[..., dict[str, Any]]
+    report: Callable[[dict[str, Any], str | Path], str]
+    out: str
+
+
+DEMOS: dict[str, Demo] = {
+    "semantic": Demo(run_demo, _semantic_report, "atrous-demo"),
+    "panoptic": Demo(run_panoptic_demo, _panoptic_report, "atrous-demo-panoptic"),
+}
+"""``atrous demo --task NAME``: each task's demo (a new task adds its own here)."""

@@ -6,7 +6,9 @@ area table and the class-id PNG to download.
 
 from __future__ import annotations
 
+import collections
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .data.palette import overlay
+from .data.palette import overlay, save_palette_png, voc_colormap
 from .errors import AtrousError
 from .inference import Predictor
+from .refine import dense_crf
 
 EXAMPLES = Path(__file__).parent / "serve_examples"
 MAX_SIDE = 1024  # larger uploads are resized (with a notice) so a CPU answers in seconds
@@ -61,10 +64,64 @@ def _legend(
     return f"<div class='legend'>{swatches}</div>", rows
 
 
+class Segmenter:
+    """What a served model keeps between requests: a predictor per (scales, flip, CRF) choice,
+    made once, and one temporary folder for the class-id PNGs offered for download, holding the
+    last :attr:`KEEP` of them and removed when the segmenter is (or the process ends)."""
+
+    KEEP = 16
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self._variants: dict[tuple[tuple[float, ...], bool, bool], Predictor] = {}
+        self._folder = tempfile.TemporaryDirectory(prefix="atrous-serve-")
+        self._written: collections.deque[Path] = collections.deque()
+        self._count = 0
+
+    def variant(self, scales: tuple[float, ...], flip: bool, crf: bool) -> Predictor:
+        """The predictor with these options (made on first use)."""
+        key = (scales, flip, crf)
+        if key not in self._variants:
+            if scales == (1.0,) and not flip and not crf:
+                self._variants[key] = self.predictor
+            else:
+                variant = self.predictor.with_options(scales=scales, flip=flip)
+                variant.refine = dense_crf if crf else None
+                self._variants[key] = variant
+        return self._variants[key]
+
+    def png_path(self) -> Path:
+        """A fresh file name in the folder; the oldest beyond :attr:`KEEP` is deleted."""
+        self._count += 1
+        path = Path(self._folder.name) / f"labels_{self._count:06d}.png"
+        self._written.append(path)
+        while len(self._written) > self.KEEP:
+            self._written.popleft().unlink(missing_ok=True)
+        return path
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+
+_SEGMENTERS: weakref.WeakKeyDictionary[Predictor, Segmenter] = weakref.WeakKeyDictionary()
+
+
+def _segmenter(predictor: Predictor) -> Segmenter:
+    """The segmenter kept for a bare predictor (alive, with its files, as long as it is)."""
+    if predictor not in _SEGMENTERS:
+        _SEGMENTERS[predictor] = Segmenter(predictor)
+    return _SEGMENTERS[predictor]
+
+
 def segment(
-    predictor: Predictor, image: np.ndarray | None, scales: str, flip: bool, crf: bool
+    predictor: Predictor | Segmenter,
+    image: np.ndarray | None,
+    scales: str,
+    flip: bool,
+    crf: bool,
 ) -> tuple[np.ndarray, str, list[list[Any]], str, str]:
     """One request: (overlay, legend HTML, area rows, class-id PNG path, notice)."""
+    segmenter = predictor if isinstance(predictor, Segmenter) else _segmenter(predictor)
     if image is None:
         raise ValueError("upload an image (PNG or JPEG) first")
     array = np.asarray(image)
@@ -82,36 +139,14 @@ def segment(
         notice = (
             f"the image ({w}x{h}) was resized to {size[0]}x{size[1]} (at most {MAX_SIDE} px a side)"
         )
-    runner = variants(predictor, SCALES.get(scales, (1.0,)), bool(flip), bool(crf))
+    runner = segmenter.variant(SCALES.get(scales, (1.0,)), bool(flip), bool(crf))
     labels = runner.predict(array).numpy()
-    info = predictor.info
+    info = segmenter.predictor.info
     classes = info.classes if info else tuple(f"class_{i}" for i in range(int(labels.max()) + 1))
-    palette = info.palette if info else None
-    from .data.palette import voc_colormap
-
-    palette = voc_colormap() if palette is None else palette
+    palette = info.palette if info else voc_colormap()
     legend, rows = _legend(labels, classes, palette)
-    png = Path(tempfile.mkdtemp(prefix="atrous-serve-")) / "labels.png"
-    out = Image.fromarray(labels.astype(np.uint8), mode="P")
-    out.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())
-    out.save(png)
+    png = save_palette_png(labels, palette, segmenter.png_path())
     return overlay(array, labels, palette), legend, rows, str(png), notice
-
-
-def variants(predictor: Predictor, scales: tuple[float, ...], flip: bool, crf: bool) -> Predictor:
-    """``predictor`` with these options, made once per combination and kept on it."""
-    cache = predictor.__dict__.setdefault("_serve_variants", {})
-    key = (scales, flip, crf)
-    if key not in cache:
-        if scales == (1.0,) and not flip and not crf:
-            cache[key] = predictor
-        else:
-            from .refine import dense_crf
-
-            variant = predictor.with_options(scales=scales, flip=flip)
-            variant.refine = dense_crf if crf else None
-            cache[key] = variant
-    return cache[key]
 
 
 def build_app(predictor: Predictor, *, title: str = "atrous: DeepLab segmentation") -> Any:
@@ -121,9 +156,11 @@ def build_app(predictor: Predictor, *, title: str = "atrous: DeepLab segmentatio
     except ImportError as err:
         raise ImportError("atrous serve needs: pip install 'atrous[serve]'") from err
 
+    segmenter = Segmenter(predictor)
+
     def run(image: Any, scales: str, flip: bool, crf: bool) -> tuple[Any, ...]:
         try:
-            return segment(predictor, image, scales, flip, crf)
+            return segment(segmenter, image, scales, flip, crf)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 

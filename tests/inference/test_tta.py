@@ -65,19 +65,32 @@ def test_flip_and_scales_average_matches_a_hand_computation():
 
 
 @torch.no_grad()
-def test_probabilities_sum_to_one_and_forward_is_used():
-    model, x = pixelwise(), torch.randn(1, 3, 9, 9)
+def test_a_closure_runs_at_each_scale_and_log_probs_are_the_log_of_the_mean():
+    torch.manual_seed(3)
+    model = nn.Conv2d(3, 4, (3, 5), padding=(1, 2)).eval()  # not flip-equivariant
+    x = torch.randn(1, 3, 9, 9)
     calls = []
 
     def forward(t):
         calls.append(tuple(t.shape[-2:]))
-        return model(t)
+        return model(t) * 2.0  # a closure, not the model: its scores must be the ones used
 
-    probs = multiscale_probs(None, x, (0.5, 1.0, 2.0), flip=True, forward=forward)
-    torch.testing.assert_close(probs.sum(1), torch.ones(1, 9, 9))
+    probs = multiscale_probs(forward, x, (0.5, 1.0, 2.0), flip=True)
     assert calls == [(4, 4), (4, 4), (9, 9), (9, 9), (18, 18), (18, 18)]  # round(4.5) = 4
-    log_probs = tta_log_probs(model, x, (0.5, 1.0), flip=True)
-    torch.testing.assert_close(log_probs.exp(), multiscale_probs(model, x, (0.5, 1.0), True))
+
+    def run(scale, flipped):  # by hand: resize, (flip), softmax, (flip back), resize back
+        size = scaled_size((9, 9), scale)
+        xs = x if size == (9, 9) else F.interpolate(x, size=size, mode="bilinear")
+        xs = xs.flip(-1) if flipped else xs
+        p = (model(xs) * 2.0).softmax(1)
+        p = p.flip(-1) if flipped else p
+        return p if size == (9, 9) else F.interpolate(p, size=(9, 9), mode="bilinear")
+
+    runs = [run(s, f) for s in (0.5, 1.0, 2.0) for f in (False, True)]
+    torch.testing.assert_close(probs, torch.stack(runs).mean(0))
+    log_probs = tta_log_probs(forward, x, (0.5, 1.0), flip=True)
+    expected = torch.stack([run(s, f) for s in (0.5, 1.0) for f in (False, True)]).mean(0)
+    torch.testing.assert_close(log_probs, torch.log(expected))
 
 
 def test_bad_scales():

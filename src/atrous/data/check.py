@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ._pairs import PairedDataset
+from ._pairs import IMAGE_SUFFIXES, PairedDataset
+from .boxes import check_annotations, read_boxes, read_image_labels
+from .build import build_dataset
+from .folder import _split_stems, load_info
 from .info import IGNORE_INDEX
 
 
@@ -75,3 +80,81 @@ def check_dataset(dataset: PairedDataset, *, progress: bool = True) -> CheckRepo
         counts += torch.bincount(mask[~ignored].reshape(-1), minlength=dataset.num_classes)
     report.pixel_counts = counts.tolist()
     return report
+
+
+@dataclass
+class AnnotationReport:
+    """What a scan of weak annotations (boxes, image labels) found, each problem naming its
+    image."""
+
+    images: int
+    boxes: int
+    label_lists: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format(self) -> str:
+        lines = [
+            f"{self.images} images, {self.boxes} boxes, {self.label_lists} image-label lists, "
+            f"{len(self.problems)} problems",
+            *(f"  {problem}" for problem in self.problems),
+            "OK" if self.ok else "FAILED: fix the annotations above",
+        ]
+        return "\n".join(lines)
+
+
+def check_annotation_files(
+    root: str | Path,
+    split: str | None,
+    *,
+    boxes: str | Path | None = None,
+    image_labels: str | Path | None = None,
+    num_classes: int | None = None,
+) -> AnnotationReport:
+    """``atrous data check --boxes / --image-labels`` on a folder data set: every annotation
+    problem (unknown class, box outside its image, empty box, image without annotation)."""
+    root = Path(root)
+    classes = load_info(root, num_classes).classes
+    folder = root / "images"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no images/ folder")
+    images = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    stems, _ = _split_stems(root, split, images, 0.1, [])
+    sizes = {}
+    for stem in stems:
+        try:
+            with Image.open(images[stem]) as image:
+                sizes[stem] = (image.height, image.width)
+        except OSError as err:
+            raise DataError(f"{images[stem]}: unreadable image ({err})") from None
+    found_boxes = read_boxes(boxes, classes) if boxes else None
+    labels = read_image_labels(image_labels, classes) if image_labels else None
+    where = str(boxes or image_labels)
+    problems = check_annotations(stems, sizes, boxes=found_boxes, image_labels=labels, where=where)
+    count = sum(len(v) for v in (found_boxes or {}).values())
+    return AnnotationReport(len(stems), count, len(labels or {}), problems)
+
+
+def check_data(
+    dataset: str,
+    root: str | Path,
+    split: str | None = None,
+    *,
+    num_classes: int | None = None,
+    boxes: str | Path | None = None,
+    image_labels: str | Path | None = None,
+) -> CheckReport | AnnotationReport:
+    """``atrous data check``: the pairs of ``dataset`` (every split of a folder, the ``train``
+    split of an official layout unless ``split`` is given) or, with ``boxes`` /
+    ``image_labels``, the weak annotations of a folder."""
+    if split is None and dataset != "folder":  # official layouts are read split by split
+        split = "train"
+    if boxes or image_labels:
+        return check_annotation_files(
+            root, split, boxes=boxes, image_labels=image_labels, num_classes=num_classes
+        )
+    options = {"num_classes": num_classes} if num_classes else {}
+    return check_dataset(build_dataset(dataset, root, split, strict=False, **options))

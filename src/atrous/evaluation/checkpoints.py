@@ -29,7 +29,7 @@ from .pictures import comparison_grid
 
 
 def checkpoint_and_data(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Loaded,
     data_root: str | Path,
     split: str | None,
     dataset: str,
@@ -38,7 +38,9 @@ def checkpoint_and_data(
 ) -> tuple[Loaded, Predictor, Any]:
     """The loaded checkpoint, a predictor for it and the split to score it on, checked to
     agree on the number of classes."""
-    loaded = load(checkpoint, checkpoint_only=True)
+    loaded = (
+        checkpoint if isinstance(checkpoint, Loaded) else load(checkpoint, checkpoint_only=True)
+    )
     predictor = Predictor.from_loaded(loaded, device=resolve_device(device), **predictor_options)
     classes = loaded.info.classes
     options = {"num_classes": len(classes)} if dataset in ("folder", "panoptic_folder") else {}
@@ -46,13 +48,13 @@ def checkpoint_and_data(
     if data.num_classes != len(classes):
         raise DataError(
             f"{data_root}: {dataset} has {data.num_classes} classes, the checkpoint "
-            f"{checkpoint} predicts {len(classes)}"
+            f"{loaded.path} predicts {len(classes)}"
         )
     return loaded, predictor, data
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Loaded,
     data_root: str | Path,
     *,
     split: str | None = "val",
@@ -65,8 +67,10 @@ def evaluate_checkpoint(
     picture: str | Path | None = None,
     **predictor_options: Any,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Evaluate a checkpoint on ``dataset`` (a name in ``atrous.data.DATASETS``) under
-    ``data_root``; returns the metrics and the class names.
+    """Evaluate a checkpoint (a path, or what :func:`atrous.loader.load` read) on ``dataset``
+    (a name in ``atrous.data.DATASETS``) under ``data_root`` with its task's evaluator (the
+    recipe's ``task:``; panoptic adds PQ and Parsing Covering); returns the metrics and the
+    class names.
 
     ``predictor_options`` (scales, flip, output_stride, crop, stride) set up the predictor.
     The result holds ``ConfusionMatrix.compute()``'s keys and ``confusion_matrix``;

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from .fast import bf16_autocast_supported, optimize_for_inference
 from .sliding import pair, sliding_window
 from .tta import check_scales, tta_log_probs
-
-Forward = Callable[[Tensor], Tensor]
+from .types import Forward
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class MultiScale:
         self.inner, self.scales, self.flip = inner, tuple(scales), flip
 
     def __call__(self, x: Tensor) -> Tensor:
-        return tta_log_probs(None, x, self.scales, self.flip, forward=self.inner)
+        return tta_log_probs(self.inner, x, self.scales, self.flip)
 
 
 def _device_of(model: nn.Module) -> torch.device | None:

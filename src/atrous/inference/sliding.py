@@ -9,13 +9,11 @@ are averaged with a count map, then cropped back to the image size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-Forward = Callable[[Tensor], Tensor]
+from .types import Forward
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:

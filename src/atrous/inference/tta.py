@@ -7,13 +7,13 @@ the input resolution. Images are resized *after* normalization, as the TF refere
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
-Forward = Callable[[Tensor], Tensor]
+from .types import Forward
 
 # v3 paper Sec. 4.3 / TF ref `eval_scales`: VOC and ADE20K use 0.5:0.25:1.75.
 VOC_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -41,23 +41,15 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def multiscale_probs(
-    model: nn.Module | None,
-    x: Tensor,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    forward: Forward | None = None,
+    forward: Forward, x: Tensor, scales: Sequence[float] = (1.0,), flip: bool = False
 ) -> Tensor:
     """Average softmax probabilities ``[N, K, H, W]`` over ``scales`` x (image, flipped image).
 
     ``x`` is the normalized batch ``[N, 3, H, W]``. For each scale the batch is resized
-    (bilinear, ``align_corners=False``; scale 1 is used as is), run through ``forward`` (default:
-    ``model``; pass e.g. a sliding-window closure), turned into probabilities, flipped back when
-    the input was flipped and resized back to ``H x W`` before averaging.
+    (bilinear, ``align_corners=False``; scale 1 is used as is), run through ``forward`` (a
+    model, or e.g. a sliding-window closure), turned into probabilities, flipped back when the
+    input was flipped and resized back to ``H x W`` before averaging.
     """
-    if forward is None:
-        if model is None:
-            raise ValueError("multiscale_probs needs a model or a forward function")
-        forward = model
     scales = check_scales(scales)
     size = (x.shape[-2], x.shape[-1])
     total: Tensor | None = None
@@ -77,13 +69,9 @@ def multiscale_probs(
 
 
 def tta_log_probs(
-    model: nn.Module | None,
-    x: Tensor,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    forward: Forward | None = None,
+    forward: Forward, x: Tensor, scales: Sequence[float] = (1.0,), flip: bool = False
 ) -> Tensor:
     """``log`` of :func:`multiscale_probs`, clamped away from ``-inf``; its argmax is the
     prediction, so it stands in for logits where callers expect scores."""
-    probs = multiscale_probs(model, x, scales, flip, forward)
+    probs = multiscale_probs(forward, x, scales, flip)
     return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
