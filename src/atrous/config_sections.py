@@ -8,10 +8,10 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .models.crf_as_rnn import CRFParams
-from .models.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
-from .models.domain_transform import ITERATIONS as DT_ITERATIONS
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, SCALE_STEP
+from .models.wrappers.crf_as_rnn import CRFParams
+from .models.wrappers.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
+from .models.wrappers.domain_transform import ITERATIONS as DT_ITERATIONS
 from .models.spec import builder_parameters
 
 
@@ -40,11 +40,7 @@ class DataConfig:
     strong_fraction: float = 0.1
     crop_size: int = 513
     scale_range: tuple[float, float] = (0.5, 2.0)
-    # 0: continuous random scales, the library default since the quality benchmark's ablation
-    # (benchmarks/results/quality.md, scales 0.75-1.25: +0.6 to +9.6 mIoU in five of six
-    # seed x data-set pairs, level on the sixth); the paper recipes in configs/ keep the TF
-    # reference's steps of 0.25
-    scale_step: float = 0.0
+    scale_step: float = SCALE_STEP  # 0: continuous (atrous.data.transforms.SCALE_STEP)
     hflip: bool = True
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
