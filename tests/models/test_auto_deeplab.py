@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from atrous.models import auto_deeplab
-from atrous.models.auto_deeplab import FOUND_INPUTS, FOUND_OPERATIONS, FOUND_PATH, DropPath
+from atrous.models.auto_deeplab.network import FOUND_INPUTS, FOUND_OPERATIONS, FOUND_PATH, DropPath
 
 
 @pytest.mark.parametrize(("size", "paper"), [("S", 10.15e6), ("M", 21.62e6), ("L", 44.42e6)])

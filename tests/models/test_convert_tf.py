@@ -16,7 +16,7 @@ from atrous.cli import main
 from atrous.errors import CheckpointError
 from atrous.loader import load
 from atrous.models import from_tf_checkpoint, from_weights
-from atrous.models.dpc import CITYSCAPES_CELL
+from atrous.models.heads.dpc import CITYSCAPES_CELL
 
 tf = pytest.importorskip("tensorflow")
 from tests import tf_reference as ref  # noqa: E402  (needs TensorFlow)

@@ -4,7 +4,7 @@ import torch
 
 from atrous.models.backbones import MobileNetV2
 from atrous.models.backbones.xception import Xception
-from atrous.models.convert_timm import convert_timm_state_dict, from_timm
+from atrous.models.convert.timm import convert_timm_state_dict, from_timm
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from atrous.models import BilinearAdditiveUpsample, deeplabv3plus
-from atrous.models.decoders import DECODERS, UpsamplingStage
+from atrous.models.heads.decoders import DECODERS, UpsamplingStage
 
 
 def _reference(x: torch.Tensor, factor: int, group: int) -> torch.Tensor:

@@ -3,8 +3,8 @@ import torch
 import torchvision
 
 from atrous.models import MODELS, build_model, deeplabv3plus, mobile_deeplabv3
-from atrous.models.aspp import rates_past_crop
 from atrous.models.backbones._stride import stride_plan
+from atrous.models.heads.aspp import rates_past_crop
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from atrous.models import deeplabv3, deeplabv3plus
-from atrous.models.dpc import CITYSCAPES_CELL, DensePredictionCell
+from atrous.models.heads.dpc import CITYSCAPES_CELL, DensePredictionCell
 
 
 def test_the_published_cell_wiring_and_rates():

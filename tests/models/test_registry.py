@@ -11,17 +11,17 @@ import pytest
 import torch
 import torchvision
 
-from atrous.errors import CheckpointError
+from atrous.errors import CheckpointError, ConfigError
 from atrous.models import (
     deeplabv3,
     deeplabv3plus,
     from_pretrained,
     from_weights,
     list_weights,
-    registry,
     save_pretrained,
 )
-from atrous.models.convert import from_torchvision
+from atrous.models.convert import registry
+from atrous.models.convert.torchvision import from_torchvision
 from atrous.models.spec import ModelSpec
 
 NAME = "deeplabv3_resnet50.torchvision_coco_voc"
@@ -74,7 +74,7 @@ def test_download_convert_and_reuse_the_cache(served, monkeypatch):
 
 
 def test_hash_mismatch_and_offline_errors(served, tmp_path, monkeypatch):
-    _, source = served
+    reference, source = served
     wrong = dataclasses.replace(registry.WEIGHTS[NAME], sha256_prefix="00000000")
     monkeypatch.setitem(registry.WEIGHTS, NAME, wrong)
     with pytest.raises(CheckpointError, match="does not match"):
@@ -88,7 +88,13 @@ def test_hash_mismatch_and_offline_errors(served, tmp_path, monkeypatch):
         offline, sha256_prefix=hashlib.sha256(source.read_bytes()).hexdigest()[:8]
     )
     monkeypatch.setitem(registry.WEIGHTS, NAME, right)
-    assert from_weights(NAME, weights_file_path=source) is not None
+    model = from_weights(NAME, weights_file_path=source)
+    assert not model.training and model.output_stride == 8 and model.num_classes == 21
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = from_torchvision(reference).eval()
+        expected.pad_input = True
+        torch.testing.assert_close(model(x), expected(x))
     tf_name = "mobile_deeplabv3.tf_voc_trainaug"
     tf_offline = dataclasses.replace(registry.WEIGHTS[tf_name], url="file:///nowhere/mnv2.tar.gz")
     monkeypatch.setitem(registry.WEIGHTS, tf_name, tf_offline)
@@ -117,7 +123,7 @@ def test_save_and_load_a_directory(tmp_path: Path):
     with pytest.raises(CheckpointError, match="expected config.json"):
         from_pretrained(tmp_path)
     spec = ModelSpec.from_dict(config["model_spec"])
-    again = model.save_pretrained(tmp_path / "method", spec=spec, classes=["a", "b", "c"])
+    again = save_pretrained(loaded, tmp_path / "again", spec=spec, classes=config["classes"])
     torch.testing.assert_close(from_pretrained(again)[0](x), model(x))
 
 
@@ -141,7 +147,7 @@ def test_load_from_a_pre_filled_hub_cache(tmp_path: Path, monkeypatch):
     with torch.no_grad():
         x = torch.randn(1, 3, 32, 32)
         torch.testing.assert_close(loaded(x), model(x))
-    assert config["model_spec"]["name"] == "deeplabv3plus" and deeplabv3plus is not None
+    assert config["model_spec"]["name"] == "deeplabv3plus" and config["classes"] == ["a", "b", "c"]
 
 
 def test_predict_with_published_weights(served, tmp_path, capsys):
@@ -164,15 +170,18 @@ def test_predict_with_published_weights(served, tmp_path, capsys):
     assert "--checkpoint or --weights" in capsys.readouterr().err
 
 
-def test_builders_take_a_registry_name_as_weights(served):
-    reference, _ = served
-    model = deeplabv3(weights=NAME, backbone="resnet50").eval()  # the entry's own backbone: fine
-    x = torch.randn(1, 3, 33, 33)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), from_weights(NAME)(x))
-    with pytest.raises(ValueError, match="fix the architecture; width_mult differ"):
-        deeplabv3(weights=NAME, width_mult=0.5)
-    with pytest.raises(ValueError, match="fill a deeplabv3 model, not deeplabv3plus"):
-        deeplabv3plus(weights=NAME)
-    with pytest.raises(ValueError, match="unknown weights 'nope'; available: 'torchvision-coco'"):
-        deeplabv3(weights="nope")
+def test_published_weights_come_only_from_the_registry():
+    """Builders take backbone_weights= only: a whole published model is from_weights(NAME)."""
+    for builder in (deeplabv3, deeplabv3plus):
+        with pytest.raises(TypeError, match="weights"):
+            builder(weights=NAME)
+    with pytest.raises(ConfigError, match=r"'weights'.*from_weights\(NAME\).*--weights NAME"):
+        ModelSpec("deeplabv3", {"backbone": "resnet50", "weights": NAME})
+    # The entry's spec is the network alone: building it downloads nothing.
+    spec = registry.WEIGHTS[NAME].spec
+    assert "weights" not in spec.kwargs and spec.without_downloads() == spec
+    model = spec.build()
+    assert model.output_stride == 8 and len(model.classifier) == 2  # torchvision's head
+    # Checkpoints written while builders took weights= stored it as None; they still load.
+    old = {"name": "deeplabv3", "kwargs": {**spec.to_dict()["kwargs"], "weights": None}}
+    assert ModelSpec.from_dict(old) == spec

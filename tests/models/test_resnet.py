@@ -4,8 +4,8 @@ import torchvision
 
 from atrous.config import ModelConfig
 from atrous.models import MODELS, build_model, deeplabv2, deeplabv3, deeplabv3plus
-from atrous.models.aspp import ASPPv2
 from atrous.models.backbones.resnet import resnet50, resnet101
+from atrous.models.heads.aspp import ASPPv2
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from atrous.models import deeplabv3plus, with_scale_attention
-from atrous.models.scale_attention import scale_key
+from atrous.models.wrappers.scale_attention import scale_key
 from atrous.training.losses import pixel_loss, segmentation_loss
 
 

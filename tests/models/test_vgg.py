@@ -5,7 +5,7 @@ from torch import nn
 
 from atrous.models.backbones.vgg import VGG16
 from atrous.models.deeplab import DeepLab
-from atrous.models.largefov import LargeFOV, fc6_rate
+from atrous.models.heads.largefov import LargeFOV, fc6_rate
 
 CONV5 = (24, 26, 28)  # torchvision vgg16().features indices of conv5_1..3
 POOLS = (4, 9, 16, 23, 30)

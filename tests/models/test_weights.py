@@ -1,5 +1,6 @@
 """Published-weight loading with the downloads replaced by randomly initialised models."""
 
+import dataclasses
 from urllib.error import URLError
 
 import pytest
@@ -7,9 +8,11 @@ import timm
 import torch
 import torchvision
 
-import atrous.models.weights as weights
-from atrous.models import deeplabv1, deeplabv2, deeplabv3, deeplabv3plus
-from atrous.models.convert_timm import convert_timm_state_dict
+import atrous.models.convert.weights as weights
+from atrous.models import deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, from_weights
+from atrous.models.convert import registry
+from atrous.models.convert.timm import convert_timm_state_dict
+from atrous.models.convert.torchvision import from_torchvision
 
 
 @pytest.fixture
@@ -103,38 +106,41 @@ def test_imagenet_xception_through_timm(fetched, monkeypatch):
         assert torch.equal(value, expected[key]), key
 
 
-def test_torchvision_coco(fetched):
-    # torchvision's network: output stride 8 (where its 66.4 / 67.4 mIoU are measured) ...
-    model = deeplabv3(backbone="resnet50", weights="torchvision-coco")
-    assert fetched == [("deeplabv3_resnet50", "COCO_WITH_VOC_LABELS_V1")]
-    assert model.output_stride == 8 and model.num_classes == 21
-    assert model.head.rates == (12, 24, 36) and len(model.classifier) == 2  # its extra 3x3 conv
-    assert model.eval()(torch.randn(1, 3, 33, 33)).shape == (1, 21, 33, 33)
-    # ... unless the user sets output_stride.
-    assert (
-        deeplabv3(backbone="resnet50", weights="torchvision-coco", output_stride=16).output_stride
-        == 16
-    )
-    with pytest.raises(ValueError, match="num_classes=21"):
-        deeplabv3(backbone="resnet50", weights="torchvision-coco", num_classes=5)
-    with pytest.raises(ValueError, match="unknown weights 'voc'"):
-        deeplabv3(backbone="resnet50", weights="voc")
-    for option in ({"multi_grid": (1, 2, 4)}, {"extra_blocks": 1}, {"channels": 128},
-                   {"atrous_rates": (3, 6, 9)}, {"backbone_weights": "imagenet"}):  # fmt: skip
-        with pytest.raises(ValueError, match=f"{next(iter(option))} cannot be changed"):
-            deeplabv3(backbone="resnet50", weights="torchvision-coco", **option)
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet101"])
+def test_torchvision_coco_is_a_registry_entry(backbone, tmp_path, monkeypatch):
+    """torchvision's COCO-trained DeepLabv3 comes from from_weights(NAME), its download replaced
+    by a random torchvision model written where the download would go."""
+    name = f"deeplabv3_{backbone}.torchvision_coco_voc"
+    entry = registry.WEIGHTS[name]
+    assert entry.url.startswith("https://download.pytorch.org/models/") and entry.sha256_prefix
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models.segmentation, f"deeplabv3_{backbone}")(
+        weights=None, weights_backbone=None, num_classes=21, aux_loss=True
+    ).eval()
+    downloads = []
 
+    def download(url, dst, progress=True):
+        downloads.append(url)
+        torch.save(reference.state_dict(), dst)
 
-def test_a_checkpoint_from_torchvision_coco_rebuilds_without_download(fetched):
-    from atrous.models.spec import ModelSpec
-
-    spec = ModelSpec("deeplabv3", {"backbone": "resnet50", "weights": "torchvision-coco"})
-    trained = spec.build()
-    assert len(fetched) == 1
-    rebuilt = spec.without_downloads().build()
-    assert len(fetched) == 1  # the same network, no second download
-    rebuilt.load_state_dict(trained.state_dict())
-    assert rebuilt.output_stride == 8
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    monkeypatch.setitem(registry.WEIGHTS, name, dataclasses.replace(entry, sha256_prefix=""))
+    model = from_weights(name)
+    assert downloads == [entry.url]
+    # torchvision's network: output stride 8 (where its 66.4 / 67.4 mIoU are measured), its
+    # head (ASPP dropout 0.5, an extra 3x3 conv before the classifier), VOC's 21 classes.
+    assert model.output_stride == 8 and model.num_classes == 21 and not model.training
+    assert model.head.rates == (12, 24, 36) and len(model.classifier) == 2
+    x = torch.randn(1, 3, 33, 33)
+    with torch.no_grad():
+        expected = from_torchvision(reference).eval()
+        expected.pad_input = True
+        torch.testing.assert_close(model(x), expected(x))
+    # A checkpoint trained from it rebuilds from the entry's spec without a download.
+    rebuilt = entry.spec.without_downloads().build()
+    rebuilt.load_state_dict(model.state_dict())
+    assert downloads == [entry.url] and rebuilt.output_stride == 8
 
 
 def test_bad_requests_and_offline(monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from atrous.evaluation import crf_grid_search
-from atrous.models import permutohedral
+from atrous.models.wrappers import permutohedral
 from atrous.refine import (
     CRFParams,
     DenseCRF,

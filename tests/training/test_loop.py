@@ -198,7 +198,7 @@ def test_param_groups_and_warmup():
 
 
 def test_checkpoint_spec_does_not_download_again(tiny_data: Path, tmp_path: Path, monkeypatch):
-    import atrous.models.weights as weights
+    import atrous.models.convert.weights as weights
 
     fetched = []
 

@@ -13,8 +13,8 @@ import torch
 from atrous.cli import main
 from atrous.config import load_config
 from atrous.models import auto_deeplab
-from atrous.models.auto_deeplab import OPERATIONS, _Op, load_architecture
-from atrous.models.auto_deeplab_search import (
+from atrous.models.auto_deeplab.network import OPERATIONS, _Op, load_architecture
+from atrous.models.auto_deeplab.search import (
     AutoDeepLabSupernet,
     decode_cell,
     edges_per_cell,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import AtrousError
-from ..models.crf_as_rnn import DenseCRF
-from ..models.domain_transform import DomainTransform
+from ..models.wrappers.crf_as_rnn import DenseCRF
+from ..models.wrappers.domain_transform import DomainTransform
 
 
 def check_exportable(model: nn.Module) -> None:

@@ -1,23 +1,8 @@
 """Models: ``[N,3,H,W]`` images -> ``[N,K,H,W]`` logits."""
 
 from .auto_deeplab import auto_deeplab
-from .convert import from_torchvision
-from .convert_tf import from_tf_checkpoint, tf_variable_map
-from .convert_timm import from_timm
-from .decoders import DECODERS, BilinearAdditiveUpsample
-from .deeplab import (
-    BACKBONES,
-    MODELS,
-    DeepLab,
-    build_model,
-    deeplabv1,
-    deeplabv2,
-    deeplabv3,
-    deeplabv3plus,
-    mobile_deeplabv3,
-)
-from .panoptic_deeplab import PanopticDeepLab, panoptic_deeplab
-from .registry import (
+from .builders import MODELS, build_model
+from .convert.registry import (
     WEIGHTS,
     Weights,
     from_pretrained,
@@ -26,9 +11,23 @@ from .registry import (
     push_to_hub,
     save_pretrained,
 )
-from .scale_attention import ScaleAttentionDeepLab, with_scale_attention
+from .convert.tf import from_tf_checkpoint, tf_variable_map
+from .convert.timm import from_timm
+from .convert.torchvision import from_torchvision
+from .deeplab import (
+    DeepLab,
+    deeplabv1,
+    deeplabv2,
+    deeplabv3,
+    deeplabv3plus,
+    mobile_deeplabv3,
+)
+from .factory import BACKBONES
+from .heads.decoders import DECODERS, BilinearAdditiveUpsample
+from .panoptic import PanopticDeepLab, panoptic_deeplab
 from .spec import WRAPPERS, ModelSpec
 from .summary import ModelSummary, summary
+from .wrappers import ScaleAttentionDeepLab, with_scale_attention
 
 __all__ = [
     "BACKBONES",

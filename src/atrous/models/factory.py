@@ -19,7 +19,7 @@ from .backbones import (
     xception71,
 )
 from .backbones._stride import check_output_stride
-from .weights import load_backbone_weights
+from .convert.weights import load_backbone_weights
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "mobilenetv2": MobileNetV2,

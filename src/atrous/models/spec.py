@@ -13,10 +13,10 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
-from .crf_as_rnn import with_dense_crf
-from .deeplab import MODELS
-from .domain_transform import with_domain_transform
-from .scale_attention import with_scale_attention
+from .builders import MODELS
+from .wrappers.crf_as_rnn import with_dense_crf
+from .wrappers.domain_transform import with_domain_transform
+from .wrappers.scale_attention import with_scale_attention
 
 WRAPPERS: dict[str, Callable[..., nn.Module]] = {
     "scale_attention": with_scale_attention,  # attention to scale / v2 MSC (Chen et al., 2016)
@@ -25,8 +25,18 @@ WRAPPERS: dict[str, Callable[..., nn.Module]] = {
 }
 """Wrapper names in a spec -> the function that wraps a model: ``fn(model, **kwargs)``."""
 
-DOWNLOADS = ("backbone_weights", "weights")
-"""Builder options that download published weights (left out when a checkpoint is rebuilt)."""
+DOWNLOADS = ("backbone_weights",)
+"""Builder options that download published weights (left out when a checkpoint is rebuilt).
+A whole published model is no builder option: :func:`~atrous.models.from_weights` gives it."""
+
+
+REMOVED_OPTIONS = {
+    "weights": "published weights are no builder option: a published model comes whole from "
+    "atrous.models.from_weights(NAME) (on the command line: atrous predict --weights NAME; the "
+    "names: atrous.models.list_weights()); to start a backbone from ImageNet set "
+    "backbone_weights ('imagenet')",
+}
+"""Builder options that are gone, with what to use instead (for the errors that name them)."""
 
 
 def builder_parameters(name: str) -> dict[str, inspect.Parameter]:
@@ -40,6 +50,8 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str = "model") -> 
     """Raise naming the first key of ``kwargs`` that builder ``name`` does not take."""
     accepted = builder_parameters(name)
     for key in kwargs:
+        if key in REMOVED_OPTIONS and key not in accepted:
+            raise ConfigError(f"{where}: {key!r}: {REMOVED_OPTIONS[key]}")
         if key not in accepted:
             raise ConfigError(
                 f"{where}: builder {name!r} has no option {key!r}; its options: "
@@ -49,7 +61,7 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any], where: str = "model") -> 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model as data: builder ``name`` from :data:`~.deeplab.MODELS` called with ``kwargs``,
+    """A model as data: builder ``name`` from :data:`~.builders.MODELS` called with ``kwargs``,
     then each of ``wrappers`` (``(name, kwargs)`` from :data:`WRAPPERS`, innermost first)."""
 
     name: str
@@ -87,12 +99,6 @@ class ModelSpec:
         """The same architecture with no published weights to fetch: what a checkpoint stores,
         since its own weights overwrite them."""
         kwargs = {k: (None if k in DOWNLOADS else v) for k, v in self.kwargs.items()}
-        if self.kwargs.get("weights"):
-            from .weights import weights_architecture
-
-            for key, value in weights_architecture(str(self.kwargs["weights"])).items():
-                if kwargs.get(key) is None:  # e.g. an output stride the user set stays
-                    kwargs[key] = value
         return dataclasses.replace(self, kwargs=kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,4 +126,6 @@ class ModelSpec:
             if data.get(legacy):
                 wrappers.append((legacy, dict(data[legacy])))
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data["kwargs"].items()}
+        if "weights" in kwargs and kwargs["weights"] is None:
+            del kwargs["weights"]  # what without_downloads() stored while builders took weights=
         return cls(str(data["name"]), kwargs, tuple(wrappers))

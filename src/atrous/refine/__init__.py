@@ -3,15 +3,15 @@ domain transform guided by image edges. The layers to train through (CRF-as-RNN,
 are models (:mod:`atrous.models.crf_as_rnn`, :mod:`atrous.models.domain_transform`); they are
 re-exported here beside their post-hoc forms."""
 
-from ..models.crf_as_rnn import CRFDeepLab, CRFParams, DenseCRF, with_dense_crf
-from ..models.domain_transform import (
+from ..models.wrappers.crf_as_rnn import CRFDeepLab, CRFParams, DenseCRF, with_dense_crf
+from ..models.wrappers.domain_transform import (
     DomainTransform,
     DomainTransformDeepLab,
     EdgeNet,
     domain_transform,
     with_domain_transform,
 )
-from ..models.permutohedral import PermutohedralLattice
+from ..models.wrappers.permutohedral import PermutohedralLattice
 from .crf import GRID, dense_crf, reference_available
 from .posthoc import image_edges, posthoc_domain_transform
 

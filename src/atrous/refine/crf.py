@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..models.crf_as_rnn import (
+from ..models.wrappers.crf_as_rnn import (
     ITERATIONS,
     THETA_ALPHA,
     THETA_BETA,

@@ -24,7 +24,7 @@ from ..config import Config
 from ..data import build_dataset, train_transforms
 from ..inference import resolve_device
 from ..models.align import crop_to, pad_to_exact
-from ..models.auto_deeplab_search import LEVELS, AutoDeepLabSupernet, decode, nodes
+from ..models.auto_deeplab.search import LEVELS, AutoDeepLabSupernet, decode, nodes
 from ..tasks.losses import segmentation_loss
 from .sampler import SeededItems, StepSampler
 

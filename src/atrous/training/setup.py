@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import Config, model_spec, task_of, to_dict
 from ..data import build_dataset, train_transforms
 from ..errors import ConfigError
-from ..models.aspp import rates_past_crop
+from ..models.heads.aspp import rates_past_crop
 from ..models.spec import ModelSpec
 from ..tasks import Task
 from .distributed import WorldInfo

@@ -3,7 +3,7 @@
 DeepLab v1 keeps VGG-16's 13 conv layers and changes its pooling: every max pool is 3x3 with
 padding 1 (instead of 2x2), and the last two pools run at stride 1 so the features stay at
 output stride 8; the conv5 layers after them use atrous rate 2 ("hole algorithm"). The fully
-connected layers become the head (:class:`atrous.models.largefov.LargeFOV`).
+connected layers become the head (:class:`atrous.models.heads.largefov.LargeFOV`).
 
 Module indices follow ``torchvision.models.vgg16().features`` (conv, ReLU, ..., pool), so its
 ImageNet conv weights load strictly; the pools have no parameters, and their numerics differ

@@ -155,7 +155,7 @@ class Xception(nn.Module):
     """Aligned Xception-41/65/71 feature extractor returning ``{"os4": ..., "out": ...}``.
 
     Parameter names: ``stem.<0|1>`` (conv + BN), ``blocks.<i>.convs.<j>.<0 dw|1 pw>.<0 conv|1
-    bn>`` and ``blocks.<i>.shortcut.<0 conv|1 bn>``; :mod:`atrous.models.convert_timm` maps
+    bn>`` and ``blocks.<i>.shortcut.<0 conv|1 bn>``; :mod:`atrous.models.convert.timm` maps
     timm's ``xception41/65/71`` onto them. ``width_mult`` scales every width (stem included).
     """
 

@@ -13,11 +13,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from .align import crop_to, pad_to_exact
-from .aspp import ASPP
-from .factory import _backbone
-from .layers import conv_bn_relu, fast_depthwise
+from ...errors import ConfigError
+from ..align import crop_to, pad_to_exact
+from ..factory import _backbone
+from ..heads.aspp import ASPP
+from ..layers import conv_bn_relu, fast_depthwise
 
 
 def _separable(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
@@ -85,7 +85,7 @@ class PanopticDeepLab(nn.Module):
     """``forward`` in training gives ``{"semantic": [N,C,H,W], "center": [N,1,H,W], "offset":
     [N,2,H,W]}`` at the input size; in eval mode the semantic logits alone (so predictors,
     evaluation and mIoU work as for any DeepLab). :meth:`forward_panoptic` gives all three;
-    :func:`atrous.inference.panoptic.predict_panoptic` turns them into panoptic ids. Inputs are
+    :func:`atrous.tasks.panoptic_decode.predict_panoptic` turns them into panoptic ids. Inputs are
     padded to the output stride, as DeepLab's are."""
 
     def __init__(

@@ -1,10 +1,10 @@
 """Published weights by name, and sharing trained models the way timm / smp users do.
 
 :func:`list_weights` lists the registry: each entry names its file (URL and sha256 prefix), the
-architecture it fills (a :class:`~.spec.ModelSpec`), its preprocessing, classes, the reported
-result with its source, and the licence. :func:`from_weights` downloads a file once into the
-torch hub cache (``torch.hub.get_dir()/atrous``), checks its hash, converts it and returns the
-model. Without a network the error names the URL and how to pass a downloaded file.
+architecture it fills (a :class:`~atrous.models.ModelSpec`), its preprocessing, classes, the
+reported result with its source, and the licence. :func:`from_weights` downloads a file once
+into the torch hub cache (``torch.hub.get_dir()/atrous``), checks its hash, converts it and
+returns the model. Without a network the error names the URL and how to pass a downloaded file.
 
 :func:`save_pretrained` / :func:`from_pretrained` write and read a directory (``config.json`` with
 the model spec, classes, palette and preprocessing; ``model.safetensors``); ``"hf-hub:owner/name"``
@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
 from torch import nn
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import CheckpointError
-from .spec import ModelSpec
+from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ...errors import CheckpointError
+from ..spec import ModelSpec
+from .tf import convert_tf_checkpoint
+from .torchvision import from_torchvision
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -73,7 +76,7 @@ def _torchvision(backbone: str, prefix: str, miou: float) -> Weights:
 def _tf(
     name: str, url: str, variant: str, spec: ModelSpec, classes: tuple[str, ...], reported: str
 ) -> Weights:
-    """A TF zoo tarball; ``spec`` is what :func:`~.convert_tf.from_tf_checkpoint` builds for it
+    """A TF zoo tarball; ``spec`` is what :func:`~.tf.from_tf_checkpoint` builds for it
     (TF-compatible mode). No hash: the zoo publishes none (the first download is trusted)."""
     return Weights(name=name, url=url, sha256_prefix="", spec=spec, classes=classes,
                    reported=reported, source="TF DeepLab model zoo (tensorflow/models, "
@@ -171,10 +174,6 @@ def from_weights(name: str, *, weights_file_path: str | Path | None = None) -> n
         return _from_tf(entry, weights_file_path)
     path = weights_file(name, weights_file_path)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    import torchvision
-
-    from .convert import from_torchvision
-
     backbone = entry.spec.kwargs["backbone"]
     builder = getattr(torchvision.models.segmentation, f"deeplabv3_{backbone}")
     reference = builder(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
@@ -188,8 +187,6 @@ def _from_tf(entry: Weights, file: str | Path | None) -> nn.Module:
     """A TF zoo tarball, converted once (extra ``atrous[tf]``) into ``<cache>/<name>.pt``."""
     converted = _cache() / f"{entry.name}.pt"
     if file is not None or not converted.is_file():
-        from .convert_tf import convert_tf_checkpoint
-
         path = weights_file(entry.name, file)
         with tempfile.TemporaryDirectory() as tmp:
             try:

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from .backbones import MobileNetV2
-from .backbones.xception import Xception
+from ..backbones import MobileNetV2
+from ..backbones.xception import Xception
 
 _SEPARABLE = {"conv_dw": "0.0", "bn_dw": "0.1", "conv_pw": "1.0", "bn_pw": "1.1"}
 _XCEPTION_RULES: tuple[tuple[str, str | Callable[[re.Match[str]], str]], ...] = (

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .base import WrappedModel
 from .permutohedral import PermutohedralLattice
-from .wrapper import WrappedModel
 
 # DeepLab v2 (Sec. 4.1; the released ResNet-101 VOC model): 10 iterations, w2 = 3,
 # theta_gamma = 3 fixed; w1 = 4, theta_alpha = 67, theta_beta = 3 found by cross-validation
@@ -170,7 +170,8 @@ def with_dense_crf(
     """Wrap ``model`` with a learnable dense CRF layer (kernel weights learned, widths fixed);
     ``mean``/``std`` are the input normalization. CRF-as-RNN trains with 5 mean-field
     iterations (their Sec. 5); pass ``CRFParams(iterations=5)`` (or ``iterations=5``: the
-    :class:`CRFParams` fields as keywords, as a :class:`~.spec.ModelSpec` stores them)."""
+    :class:`CRFParams` fields as keywords, as a :class:`~atrous.models.spec.ModelSpec` stores
+    them)."""
     if params is not None and settings:
         raise ValueError("pass CRF settings either as params=CRFParams(...) or as keywords")
     if params is None:

@@ -1,5 +1,5 @@
 """The TF DeepLab reference's variable names for an atrous DeepLab: which checkpoint variable
-fills which state-dict key, and how its array is laid out (see :mod:`.convert_tf`).
+fills which state-dict key, and how its array is laid out (see :mod:`.tf`).
 
 Names come from the reference code: ``core/xception.py``, ``core/resnet_v1_beta.py``, slim's
 ``nets/mobilenet/mobilenet_v2.py`` (``MobilenetV2/Conv``, ``MobilenetV2/expanded_conv_<n>/
@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 from torch import nn
 
-from ..errors import ConfigError
-from .backbones.xception import XCEPTION_BLOCKS
-from .dpc import _PyramidPooling, _SeparableBranch
-from .layers import SeparableConv2d
+from ...errors import ConfigError
+from ..backbones.xception import XCEPTION_BLOCKS
+from ..heads.dpc import _PyramidPooling, _SeparableBranch
+from ..layers import SeparableConv2d
 
 
 class _Variant(NamedTuple):

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConfigError
+from ...errors import CheckpointError, ConfigError
+from ..heads.aspp import ASPP_RATES
+from ..heads.dpc import load_cell
+from ..spec import ModelSpec
 from ._tf_names import SLOTS, VARIANTS, entries, tf_variable_map, tf_variant
-from .aspp import ASPP_RATES
-from .dpc import load_cell
-from .spec import ModelSpec
 
 __all__ = ["VARIANTS", "convert_tf_variables", "from_tf_checkpoint", "tf_variable_map"]
 

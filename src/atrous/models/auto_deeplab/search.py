@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .auto_deeplab import OPERATIONS, _bn, _Op
+from .network import OPERATIONS, _bn, _Op
 
 LEVELS = 4  # OS4, OS8, OS16, OS32
 BLOCKS = 5
@@ -262,7 +262,7 @@ def viterbi(weights: Tensor) -> list[int]:
 
 def decode_cell(alpha: Tensor) -> dict[str, list[Any]]:
     """Per block, the two inputs with the strongest non-``none`` operation weight, each with
-    that operation: ``{"operations": [...], "inputs": [...]}`` as :mod:`.auto_deeplab` reads."""
+    that operation: ``{"operations": [...], "inputs": [...]}`` as :mod:`.network` reads."""
     weights = alpha.detach().softmax(-1)
     none = OPERATIONS.index("none")
     ops: list[str] = []

@@ -12,8 +12,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .backbones._stride import check_output_stride
-from .layers import set_dilation
+from ..backbones._stride import check_output_stride
+from ..layers import set_dilation
 
 
 def fc6_rate(output_stride: int, rate_at_os8: int = 12) -> int:

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .align import crop_to, exact_size
-from .network import DeepLab
-from .wrapper import WrappedModel
+from ..align import crop_to, exact_size
+from ..deeplab import DeepLab
+from .base import WrappedModel
 
 MERGES = ("attention", "max", "avg")
 SCALES = (1.0, 0.75, 0.5)  # the paper's three scales; (1.0, 0.5) is its two-scale setting

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .layers import conv_bn_relu
+from ..layers import conv_bn_relu
 
 CITYSCAPES_CELL: list[dict[str, Any]] = [
     {"op": "conv", "kernel": 3, "rate": [1, 6], "input": -1},

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .align import crop_to
-from .network import DeepLab
-from .wrapper import WrappedModel
+from ..align import crop_to
+from ..deeplab import DeepLab
+from .base import WrappedModel
 
 # Spatial and range standard deviations of the filter. DT-EdgeNet tunes both by validation
 # (Sec. 4); these are starting values for edge maps in roughly [0, 1] units, to be tuned on data.

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .align import exact_size
-from .layers import conv3x3, conv_bn_relu, set_dilation
+from ..align import exact_size
+from ..layers import conv3x3, conv_bn_relu, set_dilation
 
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 """Atrous rates of the three 3x3 branches per output stride (v3 paper, Sec. 3.3)."""

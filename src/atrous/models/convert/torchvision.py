@@ -14,10 +14,10 @@ from torchvision.models import ResNet as TorchvisionResNet
 from torchvision.models.resnet import Bottleneck
 from torchvision.models.segmentation import DeepLabV3 as TorchvisionDeepLabV3
 
-from .aspp import ASPP, TORCHVISION_ASPP_DROPOUT, rates_for
-from .backbones.resnet import ResNet
-from .layers import conv_bn_relu
-from .network import DeepLab
+from ..backbones.resnet import ResNet
+from ..deeplab import DeepLab
+from ..heads.aspp import ASPP, TORCHVISION_ASPP_DROPOUT, rates_for
+from ..layers import conv_bn_relu
 
 
 def _resnet_layout(model: nn.Module, where: str) -> tuple[tuple[int, ...], int]:

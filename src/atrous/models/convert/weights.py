@@ -1,8 +1,8 @@
-"""Published weights, fetched on request through torchvision's and timm's own hubs, converted.
+"""ImageNet backbone weights, fetched on request through torchvision's and timm's own hubs,
+converted: what a builder's ``backbone_weights="imagenet"`` loads.
 
-Needs the network (tests replace the fetchers). ``backbone_weights="imagenet"`` fills a
-backbone with ImageNet weights; ``weights="torchvision-coco"`` gives torchvision's DeepLabv3
-trained on COCO with the 21 VOC classes, converted by :func:`~.convert.from_torchvision`.
+Needs the network (tests replace the fetchers). Whole published models (torchvision's
+COCO-trained DeepLabv3, the TF zoo) are entries of :mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .convert import from_torchvision
+from .timm import convert_timm_state_dict
 
 IMAGENET_SOURCES = {
     "resnet50": ("torchvision", "resnet50", "IMAGENET1K_V1"),
@@ -25,8 +25,6 @@ IMAGENET_SOURCES = {
     "xception71": ("timm", "xception71.tf_in1k", None),
 }
 """Backbone -> (hub, model name, weights tag) of its ImageNet classification weights."""
-
-COCO_SOURCES = {"resnet50": "deeplabv3_resnet50", "resnet101": "deeplabv3_resnet101"}
 
 
 def _fetch_torchvision(name: str, weights: str) -> nn.Module:
@@ -61,8 +59,6 @@ def load_backbone_weights(backbone: nn.Module, name: str, source: str = "imagene
     hub, model_name, tag = IMAGENET_SOURCES[name]
     published = _fetch(hub, model_name, tag)
     if hub == "timm":
-        from .convert_timm import convert_timm_state_dict
-
         state = convert_timm_state_dict(model_name.split(".")[0], published.state_dict())
     else:
         own = backbone.state_dict()
@@ -100,20 +96,3 @@ def load_vgg_fc(fc6: nn.Conv2d, fc7: nn.Conv2d, vgg: nn.Module) -> None:
                 raise ValueError(f"{name}.{part}: {tuple(target.shape)} vs {tuple(value.shape)}")
             with torch.no_grad():
                 target.copy_(value)
-
-
-def torchvision_coco(backbone: str) -> nn.Module:
-    """torchvision's COCO-trained DeepLabv3 (VOC's 21 classes), downloaded and converted."""
-    if backbone not in COCO_SOURCES:
-        raise ValueError(f"torchvision-coco weights exist for {', '.join(COCO_SOURCES)}")
-    return from_torchvision(
-        _fetch("torchvision", COCO_SOURCES[backbone], "COCO_WITH_VOC_LABELS_V1")
-    )
-
-
-def weights_architecture(weights: str) -> dict[str, Any]:
-    """The builder options that give ``weights``'s network without downloading it (for
-    rebuilding a checkpoint trained from them)."""
-    if weights == "torchvision-coco":  # torchvision's head, at its output stride 8 by default
-        return {"weights": None, "torchvision_head": True, "output_stride": 8}
-    raise ValueError(f"unknown weights {weights!r}; available: 'torchvision-coco'")

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .layers import conv3x3, conv_bn_relu
+from ..layers import conv3x3, conv_bn_relu
 
 DECODERS = ("deeplabv3plus", "bilinear_additive", "depth_to_space", "transposed")
 """How the encoder output reaches the low-level features' resolution: bilinear resizing (the

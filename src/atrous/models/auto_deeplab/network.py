@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .aspp import ASPP
-from .decoders import DeepLabV3PlusDecoder
-from .network import DeepLab
+from ..deeplab import DeepLab
+from ..heads.aspp import ASPP
+from ..heads.decoders import DeepLabV3PlusDecoder
 
 FOUND_PATH = (0, 0, 0, 1, 2, 1, 2, 2, 3, 3, 2, 1)
 """Level of each of the 12 cells (TF reference ``hnasnet``): OS 4,4,4,8,16,8,16,16,32,32,16,8."""
