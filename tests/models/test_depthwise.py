@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from atrous.models import deeplabv3plus
+from atrous.models import auto_deeplab, deeplabv3plus, panoptic_deeplab
 from atrous.models.layers import (
     Conv2dSame,
     DepthwiseConv2d,
@@ -88,6 +88,33 @@ def test_deeplab_models_carry_it_with_the_same_state_dict():
     assert depthwise and all(type(m) is DepthwiseConv2d for m in depthwise)
     names = set(model.state_dict())
     assert "backbone.features.2.conv.1.0.weight" in names  # torchvision's names, unchanged
+
+
+BUILT = {
+    "deeplabv3plus-mobilenetv2": lambda: deeplabv3plus(width_mult=0.25, channels=16),
+    "deeplabv3plus-xception65": lambda: deeplabv3plus(backbone="xception65", channels=16),
+    "deeplabv3plus-dpc": lambda: deeplabv3plus(width_mult=0.25, channels=16, head="dpc"),
+    "panoptic_deeplab": lambda: panoptic_deeplab(backbone="mobilenetv2", width_mult=0.25),
+    "panoptic_deeplab-deeperlab": lambda: panoptic_deeplab(
+        backbone="mobilenetv2", width_mult=0.25, decoder="deeperlab"
+    ),
+    "auto_deeplab": lambda: auto_deeplab(filters=4, channels=16),
+}
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_depthwise_conv_is_built_as_one(name):
+    """The blocks construct DepthwiseConv2d where they make a depthwise conv: no model swaps
+    classes after the build (so a module built alone behaves as inside a model)."""
+    model = BUILT[name]()
+    depthwise = [
+        (key, m)
+        for key, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+    ]
+    assert depthwise
+    wrong = [key for key, m in depthwise if not isinstance(m, DepthwiseConv2d)]
+    assert wrong == []
 
 
 @pytest.mark.parametrize(("size", "dilation"), [(5, 6), (6, 6), (7, 6), (10, 12), (3, 2)])

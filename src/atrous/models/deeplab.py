@@ -22,7 +22,7 @@ from .heads.decoders import DeepLabV3PlusDecoder
 from .heads.dpc import DensePredictionCell
 from .heads.largefov import LargeFOV
 from .init import initialise, zero_init_last
-from .layers import conv_bn_relu, fast_depthwise
+from .layers import conv_bn_relu
 
 __all__ = [
     "DeepLab",
@@ -68,7 +68,6 @@ class DeepLab(nn.Module):
         self.num_classes = num_classes
         self.align_corners = align_corners
         self.pad_input = pad_input
-        fast_depthwise(self)  # CPU bf16 training keeps its slow depthwise kernels in fp32
 
     @property
     def align_corners(self) -> bool:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import Conv2dNormActivation
+from torchvision.ops.misc import ConvNormActivation
 
 
 def fp32_depthwise_under_cpu_autocast(conv: nn.Conv2d) -> bool:
@@ -85,11 +86,47 @@ class DepthwiseConv2d(nn.Conv2d):
         return _depthwise_call(self, x, super().forward)
 
 
+class DepthwiseConvNormActivation(Conv2dNormActivation):
+    """torchvision's ``Conv2dNormActivation`` (conv ``.0``, norm ``.1``, activation ``.2``, the
+    same state-dict keys) whose conv is built as the :class:`DepthwiseConv2d` it is: ``channels``
+    in and out, one group per channel, padded to keep the size."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
+        activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
+        bias: bool | None = None,
+    ) -> None:
+        # Conv2dNormActivation fixes its conv to nn.Conv2d; its base takes the conv class.
+        ConvNormActivation.__init__(
+            self,
+            channels,
+            channels,
+            kernel_size,
+            stride,
+            None,
+            channels,
+            norm_layer,
+            activation_layer,
+            dilation,
+            True,
+            bias,
+            DepthwiseConv2d,
+        )
+
+
 def fast_depthwise(module: nn.Module) -> nn.Module:
     """Turn every plain grouped ``nn.Conv2d`` in ``module`` into a :class:`DepthwiseConv2d` (in
     place; the same parameters and names, the same results up to float rounding: only how
     depthwise convs run changes, the dtype CPU bf16 autocast trains them in and the centre tap
-    of rates past the features). Returns ``module``."""
+    of rates past the features). Returns ``module``. For modules built elsewhere: atrous's own
+    blocks construct their depthwise convs as :class:`DepthwiseConv2d` (or
+    :class:`DepthwiseConvNormActivation`)."""
     for child in module.modules():
         if type(child) is nn.Conv2d and child.groups > 1:
             # A class swap keeps the parameters, their names, hooks and the RNG stream of the
@@ -125,12 +162,10 @@ class SeparableConv2d(nn.Sequential):
         depthwise_bn: bool = True,
     ) -> None:
         super().__init__(
-            Conv2dNormActivation(
-                in_channels,
+            DepthwiseConvNormActivation(
                 in_channels,
                 kernel_size,
                 dilation=dilation,
-                groups=in_channels,
                 bias=False,
                 norm_layer=nn.BatchNorm2d if depthwise_bn else None,
                 activation_layer=nn.ReLU if depthwise_bn else None,

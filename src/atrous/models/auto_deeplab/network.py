@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from ..deeplab import DeepLab
 from ..heads.aspp import ASPP
 from ..heads.decoders import DeepLabV3PlusDecoder
+from ..layers import DepthwiseConv2d
 
 FOUND_PATH = (0, 0, 0, 1, 2, 1, 2, 2, 3, 3, 2, 1)
 """Level of each of the 12 cells (TF reference ``hnasnet``): OS 4,4,4,8,16,8,16,16,32,32,16,8."""
@@ -113,7 +114,7 @@ class _Op(nn.Module):
                 s = stride if i == 0 else 1
                 layers += [
                     nn.ReLU(),
-                    nn.Conv2d(channels, channels, k, s, k // 2, groups=channels, bias=False),
+                    DepthwiseConv2d(channels, channels, k, s, k // 2, groups=channels, bias=False),
                     nn.Conv2d(channels, channels, 1, bias=False),
                     _bn(channels),
                 ]

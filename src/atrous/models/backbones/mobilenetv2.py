@@ -11,7 +11,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from ..layers import same_padded, set_dilation
+from ..layers import DepthwiseConvNormActivation, same_padded, set_dilation
+from ._features import Backbone
 from ._stride import stride_plan
 
 TF_BN_EPS = 1e-3
@@ -55,9 +56,7 @@ class InvertedResidual(nn.Module):
         if expand_ratio != 1:
             layers.append(Conv2dNormActivation(in_channels, hidden, 1, activation_layer=nn.ReLU6))
         layers += [
-            Conv2dNormActivation(
-                hidden, hidden, 3, stride=stride, groups=hidden, activation_layer=nn.ReLU6
-            ),
+            DepthwiseConvNormActivation(hidden, 3, stride=stride, activation_layer=nn.ReLU6),
             nn.Conv2d(hidden, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         ]
@@ -78,7 +77,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_res_connect else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
     """MobileNetV2 feature extractor returning ``{"os4": ..., "out": ...}``; ``low_level`` picks
     the OS4 tap (:data:`LOW_LEVEL_TAPS`).
 

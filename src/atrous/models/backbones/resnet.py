@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
 from ..layers import set_dilation
+from ._features import Backbone
 from ._stride import stride_plan
 
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -48,7 +49,7 @@ def _stage(in_channels: int, width: int, units: int, stride: int) -> nn.Sequenti
     return nn.Sequential(*blocks)
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """ResNet feature extractor returning ``{"os4": layer1 output, "out": final features}``.
 
     ``layers`` gives the units per stage (see :data:`DEPTHS`). ``multi_grid`` (DeepLabv3,

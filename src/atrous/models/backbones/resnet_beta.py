@@ -26,6 +26,7 @@ from torchvision.models.resnet import Bottleneck
 from torchvision.ops import Conv2dNormActivation
 
 from ..layers import set_dilation, tf_same_pad
+from ._features import Backbone
 from ._stride import stride_plan
 from .resnet import DEPTHS, STAGE_WIDTHS
 
@@ -58,7 +59,7 @@ def _shortcut(unit: Bottleneck, x: Tensor) -> Tensor:
     return x if unit.downsample is None else unit.downsample(x)
 
 
-class ResNetBeta(nn.Module):
+class ResNetBeta(Backbone):
     """ResNet-v1 beta feature extractor returning ``{"os4", "os8", "out"}`` (module docstring).
 
     ``multi_grid`` multiplies block4's rate per unit (TF ``multi_grid``, e.g. ``(1, 2, 4)``);

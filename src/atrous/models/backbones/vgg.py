@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..layers import set_dilation
+from ._features import Backbone
 from ._stride import stride_plan
 
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -24,7 +25,7 @@ LOW_LEVEL_BLOCK = 1
 """The block whose pool (pool2) ends the stride-4 stage: the ``"os4"`` features, 128 channels."""
 
 
-class VGG16(nn.Module):
+class VGG16(Backbone):
     """VGG-16 conv layers with DeepLab's pooling, returning ``{"os4": ..., "out": ...}``.
 
     ``output_stride`` 8 is the DeepLab v1 setting (pool4 and pool5 at stride 1, conv5 at rate

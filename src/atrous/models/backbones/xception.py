@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import Conv2dNormActivation
 
-from ..layers import set_dilation
+from ..layers import DepthwiseConvNormActivation, set_dilation
+from ._features import Backbone
 from ._stride import stride_plan
 
 BN_EPS = 1e-3
@@ -87,14 +88,7 @@ class XceptionSeparableConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, *, relu: bool) -> None:
         act = nn.ReLU if relu else None
         super().__init__(
-            Conv2dNormActivation(
-                in_channels,
-                in_channels,
-                3,
-                groups=in_channels,
-                norm_layer=_norm,
-                activation_layer=act,
-            ),
+            DepthwiseConvNormActivation(in_channels, 3, norm_layer=_norm, activation_layer=act),
             Conv2dNormActivation(
                 in_channels, out_channels, 1, norm_layer=_norm, activation_layer=act
             ),
@@ -151,7 +145,7 @@ class XceptionBlock(nn.Module):
         return self.forward_with_low_level(x)[0]
 
 
-class Xception(nn.Module):
+class Xception(Backbone):
     """Aligned Xception-41/65/71 feature extractor returning ``{"os4": ..., "out": ...}``.
 
     Parameter names: ``stem.<0|1>`` (conv + BN), ``blocks.<i>.convs.<j>.<0 dw|1 pw>.<0 conv|1

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..layers import conv_bn_relu
+from ..layers import DepthwiseConv2d, conv_bn_relu
 
 CITYSCAPES_CELL: list[dict[str, Any]] = [
     {"op": "conv", "kernel": 3, "rate": [1, 6], "input": -1},
@@ -78,7 +78,9 @@ class _SeparableBranch(nn.Module):
     def __init__(self, in_channels: int, channels: int, rate: Sequence[int]) -> None:
         super().__init__()
         self.rate_at_os16 = tuple(rate)
-        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, groups=in_channels, bias=False)
+        self.depthwise = DepthwiseConv2d(
+            in_channels, in_channels, 3, groups=in_channels, bias=False
+        )
         self.depthwise_bn = nn.BatchNorm2d(in_channels)
         self.pointwise = conv_bn_relu(in_channels, channels, 1)
         self.set_multiplier(1.0)

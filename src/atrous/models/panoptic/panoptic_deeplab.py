@@ -17,12 +17,12 @@ from ...errors import ConfigError
 from ..align import crop_to, pad_to_exact
 from ..factory import _backbone
 from ..heads.aspp import ASPP
-from ..layers import conv_bn_relu, fast_depthwise
+from ..layers import DepthwiseConv2d, conv_bn_relu
 
 
 def _separable(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
     """Depthwise ``kernel`` x ``kernel`` + BN + ReLU, then pointwise + BN + ReLU."""
-    depthwise = nn.Conv2d(
+    depthwise = DepthwiseConv2d(
         in_channels, in_channels, kernel, padding=kernel // 2, groups=in_channels, bias=False
     )
     return nn.Sequential(
@@ -126,7 +126,6 @@ class PanopticDeepLab(nn.Module):
         self.semantic_head = _head(256, 256, num_classes)
         self.center_head = _head(instance_channels, 32, 1)
         self.offset_head = _head(instance_channels, 32, 2)
-        fast_depthwise(self)  # CPU bf16 training keeps its slow depthwise kernels in fp32
 
     @property
     def output_stride(self) -> int:
