@@ -16,10 +16,11 @@ from torch import nn
 
 from atrous.errors import AtrousError
 from atrous.export import export_onnx, export_torchscript, load_torchscript
-from atrous.models import BACKBONES, DECODERS, MODELS, build_model
+from atrous.models import BACKBONES, DECODERS, MODELS, ModelSpec, build_model
 from atrous.models.spec import WRAPPERS
-from atrous.training.losses import segmentation_loss
-from atrous.training.panoptic import panoptic_loss, panoptic_targets
+from atrous.models.wrappers import WrappedModel
+from atrous.tasks.losses import segmentation_loss
+from atrous.tasks.panoptic_targets import panoptic_loss, panoptic_targets
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -37,13 +38,16 @@ def small(name: str, **kwargs: object) -> nn.Module:
     return build_model(name, **options)
 
 
+# Small settings for the wrappers that take any (a new wrapper with required ones adds them).
+WRAPPER_OPTIONS: dict[str, dict[str, object]] = {
+    "dense_crf": {"mean": MEAN, "std": STD, "iterations": 2},
+    "scale_attention": {"attention_channels": 8},
+}
+
+
 def _wrapped(wrapper: str) -> nn.Module:
     base = small("deeplabv3plus", width_mult=0.25)
-    if wrapper == "dense_crf":
-        return WRAPPERS[wrapper](base, mean=MEAN, std=STD, iterations=2)
-    if wrapper == "scale_attention":
-        return WRAPPERS[wrapper](base, attention_channels=8)
-    return WRAPPERS[wrapper](base)
+    return WRAPPERS[wrapper](base, **WRAPPER_OPTIONS.get(wrapper, {}))
 
 
 # Every decoder of "Decoders matter" (with and without its residual connection) as a model too.
@@ -53,8 +57,16 @@ DECODER_VARIANTS = {
     for r in (False, True)
 }
 
+# Backbones the builders' defaults leave out, each with the smallest width it takes.
+BACKBONE_VARIANTS = {
+    "deeplabv3plus:resnet50": ("deeplabv3plus", {"backbone": "resnet50"}),
+    "deeplabv3plus:xception65": ("deeplabv3plus", {"backbone": "xception65", "width_mult": 0.25}),
+    "deeplabv3:mobilenetv2": ("deeplabv3", {"backbone": "mobilenetv2", "width_mult": 0.25}),
+}
+
 NETWORKS: dict[str, Callable[[], nn.Module]] = {
     **{name: (lambda name=name: small(name)) for name in MODELS},
+    **{v: (lambda b=b, o=o: small(b, **o)) for v, (b, o) in BACKBONE_VARIANTS.items()},
     **{f"wrapper:{w}": (lambda w=w: _wrapped(w)) for w in WRAPPERS},
     **{
         name: (lambda o=o: small("deeplabv3plus", width_mult=0.25, **o))
@@ -79,9 +91,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-def test_every_wrapper_is_in_the_battery() -> None:
-    # add new ones to _wrapped
-    assert set(WRAPPERS) == {"scale_attention", "domain_transform", "dense_crf"}
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+def test_each_wrapper_wraps_the_model_it_is_given(wrapper: str) -> None:
+    """Every registered wrapper (all of them run in the battery below) puts its layer around the
+    model it gets, passes the model's facts through, and is what a spec naming it builds."""
+    options = WRAPPER_OPTIONS.get(wrapper, {})
+    base = small("deeplabv3plus", width_mult=0.25)
+    wrapped = WRAPPERS[wrapper](base, **options)
+    assert isinstance(wrapped, WrappedModel) and wrapped.model is base
+    assert wrapped.num_classes == 3 and wrapped.output_stride == base.output_stride
+    kwargs = {"num_classes": 3, "width_mult": 0.25, "channels": 16}
+    built = ModelSpec("deeplabv3plus", kwargs, ((wrapper, options),)).build()
+    assert type(built) is type(wrapped) and type(built.model) is type(base)
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
