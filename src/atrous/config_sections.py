@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, SCALE_STEP
+from .models.spec import builder_parameters
 from .models.wrappers.crf_as_rnn import CRFParams
 from .models.wrappers.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
 from .models.wrappers.domain_transform import ITERATIONS as DT_ITERATIONS
-from .models.spec import builder_parameters
 
 
 def _plain_tuple(value: Any) -> Any:

@@ -8,7 +8,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..models.wrappers.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S, ITERATIONS, domain_transform
+from ..models.wrappers.domain_transform import (
+    DEFAULT_SIGMA_R,
+    DEFAULT_SIGMA_S,
+    ITERATIONS,
+    domain_transform,
+)
 
 
 def image_edges(image: Tensor) -> Tensor:
