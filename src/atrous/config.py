@@ -33,7 +33,7 @@ from .config_sections import (
 )
 from .errors import ConfigError
 from .models import MODELS
-from .models.spec import ModelSpec, builder_parameters
+from .models.spec import REMOVED_OPTIONS, ModelSpec, builder_parameters
 from .tasks import TASKS, Task
 
 __all__ = [
@@ -139,6 +139,8 @@ def check_model_options(model: ModelConfig, *, legacy: bool = False) -> None:
             if legacy and _LEGACY_MODEL_DEFAULTS.get(key, object()) == _plain_tuple(value):
                 del model.options[key]
                 continue
+            if key in REMOVED_OPTIONS:
+                raise ConfigError(f"{source}: model.{key}: {REMOVED_OPTIONS[key]}")
             raise ConfigError(
                 f"{source}: unknown key 'model.{key}' for builder {model.name!r}; its options: "
                 + ", ".join(k for k in accepted if k != "num_classes")

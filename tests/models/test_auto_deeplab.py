@@ -11,6 +11,7 @@ import torch
 
 from atrous.models import auto_deeplab
 from atrous.models.auto_deeplab.network import FOUND_INPUTS, FOUND_OPERATIONS, FOUND_PATH, DropPath
+from atrous.models.progress import set_training_progress
 
 
 @pytest.mark.parametrize(("size", "paper"), [("S", 10.15e6), ("M", 21.62e6), ("L", 44.42e6)])
@@ -71,6 +72,9 @@ def test_scheduled_drop_path():
     assert torch.equal(drop.eval()(x), x)
     net.set_drop_path_progress(0.5)
     assert net.cells[5].ops[3].drop.progress == 0.5
+    # the training loop reaches it through the hook the network registered, not by name
+    set_training_progress(model, 0.25)
+    assert {op.drop.progress for cell in net.cells for op in cell.ops} == {0.25}
 
 
 def test_architecture_files_and_errors(tmp_path: Path):

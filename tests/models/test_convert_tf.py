@@ -14,6 +14,7 @@ import torch
 
 from atrous.cli import main
 from atrous.errors import CheckpointError
+from atrous.inference import Predictor
 from atrous.loader import load
 from atrous.models import from_tf_checkpoint, from_weights
 from atrous.models.heads.dpc import CITYSCAPES_CELL
@@ -218,5 +219,5 @@ def test_convert_tf_command_writes_a_checkpoint_predict_reads(tmp_path: Path) ->
     assert loaded.mean == loaded.std == (0.5, 0.5, 0.5)  # [-1, 1] inputs, as the reference
     assert loaded.info.classes == tuple(f"class_{i}" for i in range(CLASSES))
     image = ((_input()[0] + 1) * 127.5).round().astype(np.uint8)
-    assert loaded.predictor().predict(image).shape == (SIZE, SIZE)
+    assert Predictor.from_loaded(loaded).predict(image).shape == (SIZE, SIZE)
     assert float(np.abs(_run(loaded.model, _input(), torch.float64) - expected).max()) < 1e-4

@@ -8,7 +8,7 @@ import torch
 
 from atrous.models import deeplabv3plus, with_scale_attention
 from atrous.models.wrappers.scale_attention import scale_key
-from atrous.training.losses import pixel_loss, segmentation_loss
+from atrous.tasks.losses import pixel_loss, segmentation_loss
 
 
 def _model(merge: str, scales=(1.0, 0.75, 0.5)):

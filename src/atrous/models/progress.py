@@ -9,14 +9,16 @@ from collections.abc import Callable
 
 from torch import nn
 
-_HOOKS: weakref.WeakKeyDictionary[nn.Module, list[Callable[[float], None]]] = (
-    weakref.WeakKeyDictionary()
-)
+Hook = Callable[[nn.Module, float], None]
+
+# Keyed weakly by module: a model that is dropped takes its hooks with it (a hook gets the
+# module as its first argument, so it holds no reference that would keep the module alive).
+_HOOKS: weakref.WeakKeyDictionary[nn.Module, list[Hook]] = weakref.WeakKeyDictionary()
 
 
-def register_progress_hook(module: nn.Module, hook: Callable[[float], None]) -> None:
-    """Call ``hook(progress)`` (0 at the first training step, 1 at the end) whenever
-    :func:`set_training_progress` runs on a model holding ``module``."""
+def register_progress_hook(module: nn.Module, hook: Hook) -> None:
+    """Call ``hook(module, progress)`` (progress 0 at the first training step, 1 at the end)
+    whenever :func:`set_training_progress` runs on a model holding ``module``."""
     _HOOKS.setdefault(module, []).append(hook)
 
 
@@ -26,4 +28,4 @@ def set_training_progress(model: nn.Module, progress: float) -> None:
         return
     for module in model.modules():
         for hook in _HOOKS.get(module, ()):
-            hook(progress)
+            hook(module, progress)

@@ -8,10 +8,10 @@ Potts penalty weighted by two Gaussian kernels (DeepLab v2, Eq. 3):
   + w2 * exp(-|p_i - p_j|^2 / 2 theta_gamma^2)                                   smoothness
 
 Each mean-field iteration filters the current marginals with both kernels on the
-permutohedral lattice (:mod:`atrous.models.permutohedral`), with the reference's symmetric
+permutohedral lattice (:mod:`atrous.models.wrappers.permutohedral`), with the reference's symmetric
 kernel normalisation. Two backends compute it: ``"reference"``, the C++ ``densecrf`` through
 ``pydensecrf2`` (extra ``atrous[crf]``, CPU), and ``"torch"``, ours, which runs batched on any
-device and is differentiable (:class:`~atrous.models.crf_as_rnn.DenseCRF`, the layer that
+device and is differentiable (:class:`~atrous.models.wrappers.crf_as_rnn.DenseCRF`, the layer that
 CRF-as-RNN trains through). The papers' cross-validation over :data:`GRID` is
 :func:`atrous.evaluation.crf_grid_search`.
 """

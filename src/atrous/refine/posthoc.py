@@ -1,6 +1,6 @@
 """Post-hoc domain transform: a prediction filtered with its image's own gradient as the edges
 (the classic domain transform, DT-EdgeNet's image-gradient baseline). The filter itself and the
-trained DT-EdgeNet live in :mod:`atrous.models.domain_transform`."""
+trained DT-EdgeNet live in :mod:`atrous.models.wrappers.domain_transform`."""
 
 from __future__ import annotations
 

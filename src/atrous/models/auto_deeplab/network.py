@@ -24,6 +24,7 @@ from ..deeplab import DeepLab
 from ..heads.aspp import ASPP
 from ..heads.decoders import DeepLabV3PlusDecoder
 from ..layers import DepthwiseConv2d
+from ..progress import register_progress_hook
 
 FOUND_PATH = (0, 0, 0, 1, 2, 1, 2, 2, 3, 3, 2, 1)
 """Level of each of the 12 cells (TF reference ``hnasnet``): OS 4,4,4,8,16,8,16,16,32,32,16,8."""
@@ -230,6 +231,8 @@ class AutoDeepLabNetwork(nn.Module):
             "os4": channels[2 + self.low_level_cell] if low else 128,
             "out": channels[-1],
         }
+        # ScheduledDropPath follows training: the loop reports its progress to this hook
+        register_progress_hook(self, AutoDeepLabNetwork.set_drop_path_progress)
 
     def set_drop_path(self, keep_prob: float) -> None:
         """ScheduledDropPath's keep probability at the last cell (1 = off); cell ``i`` of ``n``
@@ -240,7 +243,8 @@ class AutoDeepLabNetwork(nn.Module):
                 op.drop.keep = keep
 
     def set_drop_path_progress(self, progress: float) -> None:
-        """The schedule's position in training, 0 to 1 (the training loop sets it each step)."""
+        """The schedule's position in training, 0 to 1 (the training loop sets it each step
+        through :func:`atrous.models.progress.set_training_progress`)."""
         for module in self.modules():
             if isinstance(module, DropPath):
                 module.progress = progress
