@@ -1,7 +1,8 @@
 """Boundary refinement of a prediction after the network: the dense CRF (DeepLab v1/v2) and the
 domain transform guided by image edges. The layers to train through (CRF-as-RNN, DT-EdgeNet)
-are models (:mod:`atrous.models.wrappers.crf_as_rnn`, :mod:`atrous.models.wrappers.domain_transform`); they are
-re-exported here beside their post-hoc forms."""
+are model wrappers (:mod:`atrous.models.wrappers.crf_as_rnn`,
+:mod:`atrous.models.wrappers.domain_transform`); they are re-exported here beside their
+post-hoc forms."""
 
 from ..models.wrappers.crf_as_rnn import CRFDeepLab, CRFParams, DenseCRF, with_dense_crf
 from ..models.wrappers.domain_transform import (
