@@ -131,3 +131,12 @@ def test_the_graph_sees_function_local_and_package_imports(tmp_path: Path):
     assert graph["atrous.models.deeplab"] == {"atrous.models.registry"}
     assert graph["atrous.models.registry"] == {"atrous.models", "atrous.models.deeplab"}
     assert _circles(graph) == [["atrous.models", "atrous.models.deeplab", "atrous.models.registry"]]
+
+
+def test_no_module_is_over_400_lines():
+    long = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for p in ROOT.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    ]
+    assert not long, long
