@@ -16,9 +16,7 @@ from torch.utils.data import Dataset
 from ..data.palette import save_palette_png
 from ..data.transforms import eval_transforms
 from ..data.weak import METHODS, WeakFolder
-from .base import StepLoss, labelled_pixels
 from .em import bbox_seg, weak_targets
-from .losses import segmentation_loss
 from .semantic import SemanticTask
 
 
@@ -102,17 +100,6 @@ class WeakTask(SemanticTask):
     def targets(self, outputs: Any, masks: Tensor) -> Tensor:
         logits = outputs["out"] if isinstance(outputs, dict) else outputs
         return weak_targets(logits, masks, self.em, self.em.method)
-
-    def loss(self, outputs: Any, masks: Tensor, *, top_k_percent: float = 1.0) -> StepLoss:
-        targets = self.targets(outputs, masks)
-        value = segmentation_loss(
-            outputs,
-            targets,
-            top_k_percent=top_k_percent,
-            class_weights=self.class_weights,
-            aux_weight=self.aux_weight,
-        )
-        return StepLoss(value, labelled_pixels(targets))
 
     def on_checkpoint(self, model: nn.Module, out_dir: Path, step: int, device: Any) -> None:
         if self.save_estimates and self.dataset is not None:
