@@ -148,7 +148,7 @@ def weights_file(name: str, file: str | Path | None = None) -> Path:
         except (urllib.error.URLError, OSError) as err:
             raise CheckpointError(
                 f"could not download {entry.url} ({err}); download it yourself and pass "
-                f"weights_file='path/to/{path.name}' (or put it at {path})"
+                f"weights_file_path='path/to/{path.name}' (or put it at {path})"
             ) from None
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
