@@ -1,6 +1,16 @@
 """Files -> (tv_tensors.Image, tv_tensors.Mask)."""
 
-from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, map_labels, read_image, read_mask
+from ._pairs import (
+    IMAGE_SUFFIXES,
+    PairedDataset,
+    check_labels,
+    image_size,
+    map_labels,
+    open_image,
+    read_image,
+    read_json,
+    read_mask,
+)
 from .ade20k import ADE20K_INFO, ADE20KSegmentation
 from .build import DATASETS, build_dataset
 from .cityscapes import CITYSCAPES_INFO, CityscapesSegmentation
@@ -36,7 +46,10 @@ __all__ = [
     "colorize",
     "eval_transforms",
     "make_synthetic_dataset",
+    "image_size",
+    "open_image",
     "overlay",
+    "read_json",
     "read_image",
     "read_mask",
     "train_transforms",

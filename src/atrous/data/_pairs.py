@@ -6,13 +6,17 @@ mapping; reading, mapping, checking and transforms happen here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
@@ -22,38 +26,113 @@ from .info import IGNORE_INDEX, DatasetInfo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _MASK_MODES = ("P", "L", "I", "I;16")
+_ORIENTATION = 0x0112  # EXIF tag
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError)
+"""What Pillow raises on a corrupt or truncated file, its EXIF block included."""
+_RAISE_LIMIT = (
+    "if it really is this large, raise PIL.Image.MAX_IMAGE_PIXELS, or set it to None, before "
+    "reading"
+)
+
+
+@contextmanager
+def _pillow(path: str | Path, what: str) -> Iterator[Image.Image]:
+    """``Image.open(path)``, any failure (missing, corrupt, a decompression bomb) a
+    :class:`DataError` naming the file. Pillow refuses images over twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` and only warns between once and twice; both are refused here,
+    so that no worker prints a warning and then spends minutes and gigabytes decoding."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            img = Image.open(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except Image.DecompressionBombError as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
+        raise DataError(
+            f"{path}: {what} of {size} is over Pillow's decompression-bomb limit "
+            f"PIL.Image.MAX_IMAGE_PIXELS = {limit:,} ({_RAISE_LIMIT})"
+        ) from None
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as err:
+        raise DataError(f"{path}: unreadable {what} ({err})") from None
+    with img:
+        if limit is not None and img.width * img.height > limit:
+            raise DataError(
+                f"{path}: {what} of {img.width}x{img.height} = {img.width * img.height:,} "
+                f"pixels is over Pillow's decompression-bomb limit PIL.Image.MAX_IMAGE_PIXELS = "
+                f"{limit:,} ({_RAISE_LIMIT})"
+            )
+        yield img
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 = as stored) of an open image."""
+    value = img.getexif().get(_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def open_image(path: str | Path, what: str = "image") -> Image.Image:
+    """Decode an image file as it displays: EXIF orientation applied (a phone photo taken
+    upright is upright, with its displayed width and height), the file closed; any problem a
+    :class:`DataError` naming the file. ``what`` names the kind of file in messages."""
+    with _pillow(path, what) as img:
+        try:
+            img.load()
+            if _orientation(img) != 1:
+                ImageOps.exif_transpose(img, in_place=True)
+        except _DECODE_ERRORS as err:
+            raise DataError(f"{path}: unreadable {what} ({err})") from None
+        return img
+
+
+def image_size(path: str | Path, what: str = "image") -> tuple[int, int]:
+    """``(height, width)`` of an image file as it displays (EXIF orientation 5-8 swap the two),
+    without decoding its pixels where the format allows."""
+    with _pillow(path, what) as img:
+        try:
+            turned = _orientation(img) >= 5
+        except _DECODE_ERRORS as err:
+            raise DataError(f"{path}: unreadable {what} ({err})") from None
+        return (img.width, img.height) if turned else (img.height, img.width)
 
 
 def read_image(path: str | Path) -> tv_tensors.Image:
-    """Decode an image file to a uint8 ``3xHxW`` RGB tensor, naming the file if it cannot be read.
+    """Decode an image file to a uint8 ``3xHxW`` RGB tensor as it displays (EXIF orientation
+    applied), naming the file if it cannot be read (see :func:`open_image`).
 
     PIL rather than torchvision.io, whose decoders are deprecated since torchvision 0.29.
     """
-    try:
-        with Image.open(path) as img:
-            return tv_tensors.Image(pil_to_tensor(img.convert("RGB")))
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable image ({err})") from None
+    img = open_image(path)
+    return tv_tensors.Image(pil_to_tensor(img if img.mode == "RGB" else img.convert("RGB")))
 
 
 def read_mask(path: str | Path) -> tv_tensors.Mask:
-    """Read a class-id PNG to an int64 ``HxW`` mask.
+    """Read a class-id PNG to an int64 ``HxW`` mask, as it displays (a mask that carries an
+    EXIF orientation is turned like an image that does).
 
     PIL, not torchvision.io, because torchvision expands palette PNGs to RGB colours and we need
     the palette indices, which are the class ids.
     """
+    img = open_image(path, "mask")
+    if img.mode not in _MASK_MODES:
+        raise DataError(
+            f"{path}: mask has mode {img.mode!r}; expected one class id per pixel "
+            f"(a palette or grayscale PNG, modes {', '.join(_MASK_MODES)}), not a colour image"
+        )
+    return tv_tensors.Mask(torch.from_numpy(np.array(img, dtype=np.int64)))
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON document in ``path``; a missing, unreadable or malformed file is a
+    :class:`DataError` naming it (``what`` says what the file should hold)."""
     try:
-        with Image.open(path) as img:
-            if img.mode not in _MASK_MODES:
-                raise DataError(
-                    f"{path}: mask has mode {img.mode!r}; expected one class id per pixel "
-                    f"(a palette or grayscale PNG, modes {', '.join(_MASK_MODES)}), "
-                    "not a colour image"
-                )
-            array = np.array(img, dtype=np.int64)
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path}: unreadable mask ({err})") from None
-    return tv_tensors.Mask(torch.from_numpy(array))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are both
+        raise DataError(f"{path}: cannot read {what} ({err})") from None
 
 
 def check_labels(mask: torch.Tensor, num_classes: int, path: str | Path) -> None:

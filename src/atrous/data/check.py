@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ._pairs import IMAGE_SUFFIXES, PairedDataset
+from ._pairs import IMAGE_SUFFIXES, PairedDataset, image_size
 from .boxes import check_annotations, read_boxes, read_image_labels
 from .build import build_dataset
 from .folder import _split_stems, load_info
@@ -120,22 +119,23 @@ def check_annotation_files(
     classes = load_info(root, num_classes).classes
     folder = root / "images"
     if not folder.is_dir():
-        raise DataError(f"{folder}: no images/ folder")
+        raise DataError(f"{folder}: no images/ folder (a folder data set keeps its images there)")
     images = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not images:
+        raise DataError(f"{folder}: no .jpg or .png images")
     stems, _ = _split_stems(root, split, images, 0.1, [])
-    sizes = {}
-    for stem in stems:
-        try:
-            with Image.open(images[stem]) as image:
-                sizes[stem] = (image.height, image.width)
-        except OSError as err:
-            raise DataError(f"{images[stem]}: unreadable image ({err})") from None
     found_boxes = read_boxes(boxes, classes) if boxes else None
     labels = read_image_labels(image_labels, classes) if image_labels else None
+    sizes, unreadable = {}, []
+    for stem in stems:  # every unreadable image is listed, the others are still checked
+        try:
+            sizes[stem] = image_size(images[stem])  # as displayed: boxes are drawn on that
+        except DataError as err:
+            unreadable.append(str(err))
     where = str(boxes or image_labels)
     problems = check_annotations(stems, sizes, boxes=found_boxes, image_labels=labels, where=where)
     count = sum(len(v) for v in (found_boxes or {}).values())
-    return AnnotationReport(len(stems), count, len(labels or {}), problems)
+    return AnnotationReport(len(stems), count, len(labels or {}), unreadable + problems)
 
 
 def check_data(

@@ -140,7 +140,11 @@ def _split_ids(context_root: Path, voc: Path, split: str) -> tuple[Path, list[st
     )
     for split_file in candidates:
         if split_file.is_file():
-            ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+            try:
+                text = split_file.read_text()
+            except (OSError, UnicodeDecodeError) as err:
+                raise DataError(f"{split_file}: unreadable split file ({err})") from None
+            ids = [line.strip() for line in text.splitlines() if line.strip()]
             if not ids:
                 raise DataError(f"{split_file}: split {split!r} is empty")
             return split_file, ids

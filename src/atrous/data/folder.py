@@ -19,7 +19,6 @@ stems (``val_fraction``, chosen by a hash of the file name) is held out as "val"
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ._pairs import IMAGE_SUFFIXES, PairedDataset, check_labels, pair_files, read_image, read_mask
+from ._pairs import (
+    IMAGE_SUFFIXES,
+    PairedDataset,
+    check_labels,
+    pair_files,
+    read_image,
+    read_json,
+    read_mask,
+)
 from .info import DatasetInfo
 from .palette import voc_colormap
 
@@ -45,10 +52,7 @@ def load_info(root: str | Path, num_classes: int | None = None) -> DatasetInfo:
     """Class names and palette from ``root/classes.json``, else ``num_classes`` numbered names."""
     path = Path(root) / "classes.json"
     if path.is_file():
-        try:
-            spec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"{path}: unreadable class list ({err})") from None
+        spec = read_json(path, "class list")
         if isinstance(spec, list):
             spec = {"classes": spec}
         if not isinstance(spec, dict) or not isinstance(spec.get("classes"), list):
@@ -60,7 +64,7 @@ def load_info(root: str | Path, num_classes: int | None = None) -> DatasetInfo:
             )
         palette = voc_colormap()
         if "palette" in spec:
-            given = np.asarray(spec["palette"], dtype=np.uint8).reshape(-1, 3)
+            given = _palette(spec["palette"], path)
             palette[: len(given)] = given
         return DatasetInfo(classes=classes, palette=palette)
     if num_classes is None:
@@ -69,6 +73,24 @@ def load_info(root: str | Path, num_classes: int | None = None) -> DatasetInfo:
             "(a JSON list of class names) or pass num_classes"
         )
     return DatasetInfo(classes=tuple(f"class_{i}" for i in range(num_classes)))
+
+
+def _palette(given: object, path: Path) -> np.ndarray:
+    """``classes.json``'s palette: ``[R, G, B]`` (0-255) for the first classes (up to 256)."""
+    try:
+        colours = np.asarray(given, dtype=np.float64)
+    except (TypeError, ValueError):
+        colours = np.zeros((0, 0))
+    if (
+        colours.ndim != 2
+        or colours.shape[1:] != (3,)
+        or not 0 < len(colours) <= 256
+        or not np.all((colours >= 0) & (colours <= 255))
+    ):
+        raise DataError(
+            f"{path}: palette must be a list of [R, G, B] colours (0-255), one per class"
+        )
+    return colours.astype(np.uint8)
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
@@ -126,7 +148,11 @@ def _split_stems(
         return sorted(images), None
     split_file = root / f"{split}.txt"
     if split_file.is_file():
-        stems = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        try:
+            text = split_file.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{split_file}: unreadable split file ({err})") from None
+        stems = [line.strip() for line in text.splitlines() if line.strip()]
         missing = [s for s in stems if s not in images]
         if missing:
             raise DataError(

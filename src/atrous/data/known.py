@@ -27,7 +27,7 @@ def known_classes(num_classes: int, names_file: str | Path | None = None) -> Dat
         path = Path(names_file)
         try:
             names = [n.strip() for n in path.read_text().splitlines() if n.strip()]
-        except OSError as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: cannot read the class names ({err})") from None
         if len(names) != num_classes:
             raise ConfigError(f"{path}: {len(names)} class names for {num_classes} classes")
