@@ -8,19 +8,18 @@ instance 0 is crowd. ``make_synthetic_dataset(..., panoptic=True)`` writes this 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 
 from ..errors import DataError
-from ._pairs import InfoDataset, map_labels, read_image, read_mask
+from ._pairs import InfoDataset, map_labels, open_image, read_image, read_json, read_mask
 from .cityscapes import CityscapesSegmentation, cityscapes_label_map
+from .coco_format import read_coco_panoptic, read_segment_ids
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 
@@ -31,11 +30,18 @@ class PanopticFolder(SegmentationFolder):
     def __init__(self, root: str | Path, split: str | None = None, **options: Any) -> None:
         super().__init__(root, split, **options)
         spec_path = self.root / "classes.json"
-        spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+        spec = read_json(spec_path, "class list") if spec_path.is_file() else {}
         things = spec.get("thing_classes") if isinstance(spec, dict) else None
         if things is None:
-            raise DataError(f"{spec_path}: a panoptic folder lists its thing_classes there")
-        self.thing_classes = tuple(int(c) for c in things)
+            raise DataError(
+                f"{spec_path}: a panoptic folder lists its thing_classes there "
+                '({"classes": [...], "thing_classes": [class ids]})'
+            )
+        if not isinstance(things, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in things
+        ):
+            raise DataError(f"{spec_path}: thing_classes {things!r} is not a list of class ids")
+        self.thing_classes = tuple(things)
         bad = [c for c in self.thing_classes if not 0 <= c < self.num_classes]
         if bad:
             raise DataError(f"{spec_path}: thing_classes {bad} outside [0, {self.num_classes})")
@@ -85,13 +91,18 @@ class CityscapesPanoptic(CityscapesSegmentation):
     def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image_path, path = self.samples[index]
         image = read_image(image_path)
-        try:
-            with Image.open(path) as png:
-                raw = torch.from_numpy(np.array(png, dtype=np.int64))
-        except OSError as err:
-            raise DataError(f"{path}: unreadable instance file ({err})") from None
+        png = open_image(path, "instance file")
+        if png.mode not in ("I", "I;16", "L", "P"):
+            raise DataError(
+                f"{path}: instance file has mode {png.mode!r}; expected a 16-bit PNG of "
+                "label id * 1000 + instance"
+            )
+        raw = torch.from_numpy(np.array(png, dtype=np.int64))
         if raw.shape != image.shape[-2:]:
-            raise DataError(f"{path}: size {tuple(raw.shape)} differs from its image")
+            raise DataError(
+                f"{path}: size {tuple(raw.shape)} (HxW) differs from its image "
+                f"{image_path.name} {tuple(image.shape[-2:])}"
+            )
         label_id = torch.where(raw >= 1000, raw // 1000, raw)
         instance = torch.where(raw >= 1000, raw % 1000, torch.zeros_like(raw))
         semantic = map_labels(label_id, cityscapes_label_map(), path)
@@ -115,23 +126,32 @@ class COCOPanoptic(InfoDataset):
     ) -> None:
         self.root, self.transforms = Path(root), transforms
         spec = self.root / "annotations" / f"panoptic_{split}2017.json"
-        try:
-            data = json.loads(spec.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"{spec}: cannot read the panoptic annotations ({err})") from None
+        data = read_coco_panoptic(spec)
         categories = sorted(data["categories"], key=lambda c: c["id"])
         self.category_index = {c["id"]: i for i, c in enumerate(categories)}
         self.thing_classes = tuple(i for i, c in enumerate(categories) if c.get("isthing"))
         palette = np.zeros((256, 3), dtype=np.uint8)
         for i, c in enumerate(categories[:256]):
-            palette[i] = c.get("color", [0, 0, 0])
-        self.info = DatasetInfo(classes=tuple(c["name"] for c in categories), palette=palette)
+            try:
+                palette[i] = c.get("color", [0, 0, 0])
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{spec}: category {c['id']} color {c['color']!r} is not [R, G, B]"
+                ) from None
+        self.info = DatasetInfo(classes=tuple(str(c["name"]) for c in categories), palette=palette)
         images = {im["id"]: im for im in data["images"]}
         self.items = []
         self.missing: list[str] = []
         for ann in data["annotations"]:
-            image = self.root / f"{split}2017" / images[ann["image_id"]]["file_name"]
-            png = self.root / "annotations" / f"panoptic_{split}2017" / ann["file_name"]
+            for segment in ann["segments_info"]:
+                if segment["category_id"] not in self.category_index:
+                    raise DataError(
+                        f"{spec}: image {ann['image_id']!r} ({ann['file_name']}) segment "
+                        f"{segment['id']} has category_id {segment['category_id']!r}, which "
+                        "'categories' does not list"
+                    )
+            image = self.root / f"{split}2017" / str(images[ann["image_id"]]["file_name"])
+            png = self.root / "annotations" / f"panoptic_{split}2017" / str(ann["file_name"])
             if image.is_file() and png.is_file():
                 self.items.append((image, png, ann["segments_info"]))
             else:
@@ -146,15 +166,16 @@ class COCOPanoptic(InfoDataset):
     def load(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image_path, png_path, segments = self.items[index]
         image = read_image(image_path)
-        with Image.open(png_path) as png:
-            rgb = np.array(png.convert("RGB"), dtype=np.int64)
-        ids = torch.from_numpy(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2])
+        ids = torch.from_numpy(read_segment_ids(png_path, segments))
+        if ids.shape != image.shape[-2:]:
+            raise DataError(
+                f"{png_path}: size {tuple(ids.shape)} (HxW) differs from its image "
+                f"{image_path.name} {tuple(image.shape[-2:])}"
+            )
         semantic = torch.full_like(ids, IGNORE_INDEX)
         instance = torch.zeros_like(ids)
         counters: dict[int, int] = {}
         for segment in sorted(segments, key=lambda s: s["id"]):
-            if segment["category_id"] not in self.category_index:
-                raise DataError(f"{png_path}: unknown category {segment['category_id']}")
             cls = self.category_index[segment["category_id"]]
             where = ids == segment["id"]
             semantic[where] = cls

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..data.coco_format import read_coco_panoptic, read_segment_ids
 from ..errors import DataError
 from ..metrics import PanopticQuality, ParsingCovering
 
@@ -24,28 +25,23 @@ VOID = 255
 DIVISOR = 1000
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read panoptic annotations ({err})") from None
-
-
 def _ids(
     png: Path, segments: list[dict[str, Any]], index: Mapping[int, int], things: set[int]
 ) -> np.ndarray:
-    """A COCO panoptic PNG -> ``class * 1000 + instance`` (crowd: instance 0, unlabeled: void)."""
-    try:
-        with Image.open(png) as image:
-            rgb = np.array(image.convert("RGB"), dtype=np.int64)
-    except OSError as err:
-        raise DataError(f"{png}: unreadable panoptic PNG ({err})") from None
-    segment = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    """A COCO panoptic PNG -> ``class * 1000 + instance`` (crowd: instance 0, unlabeled: void).
+
+    Every segment of the PNG must have its ``segments_info`` entry and every entry its pixels
+    (:func:`~atrous.data.coco_format.read_segment_ids`), as panopticapi requires: a segment
+    without an entry would otherwise turn void without a word and move PQ."""
+    segment = read_segment_ids(png, segments)
     out = np.full(segment.shape, VOID * DIVISOR, dtype=np.int64)
     counters: dict[int, int] = {}
     for info in sorted(segments, key=lambda s: s["id"]):
         if info["category_id"] not in index:
-            raise DataError(f"{png}: unknown category {info['category_id']}")
+            raise DataError(
+                f"{png}: segment {info['id']} has category_id {info['category_id']}, which the "
+                "ground truth's categories do not list"
+            )
         cls = index[info["category_id"]]
         number = 0
         if cls in things and not info.get("iscrowd", 0):
@@ -66,7 +62,8 @@ def score_coco_panoptic(
     ``.json``). Images are matched by ``image_id``; a ground-truth image without a prediction is
     an error naming it."""
     gt_json, pred_json = Path(gt_json), Path(pred_json)
-    gt, pred = _read(gt_json), _read(pred_json)
+    gt = read_coco_panoptic(gt_json, need=("annotations", "categories"))
+    pred = read_coco_panoptic(pred_json, need=("annotations",))
     gt_folder = Path(gt_folder or gt_json.with_suffix(""))
     pred_folder = Path(pred_folder or pred_json.with_suffix(""))
     categories = sorted(gt["categories"], key=lambda c: c["id"])
