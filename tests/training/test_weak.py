@@ -202,3 +202,104 @@ def test_data_check_reports_annotation_problems(weak_data: Path, tmp_path: Path,
     assert "'nope' is annotated but is not an image of the split" in out
     assert "'train_0000' box [0, 0, 500, 10] (class 1) leaves the" in out
     assert "'train_0001' has no annotation" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("[[0, 0, 4, 4, 1]]", "top level is a list; expected an object"),
+        ('{"a": [["x", 0, 4, 4, 1]]}', r"\[a\] box 0: x0 'x' is not a number"),
+        ('{"a": [[0, NaN, 4, 4, 1]]}', r"\[a\] box 0: y0 is nan; a box corner must be a finite"),
+        ('{"a": [[0, 0, Infinity, 4, 1]]}', r"\[a\] box 0: x1 is inf"),
+        ('{"a": [[0, 0, 4, null, 1]]}', r"\[a\] box 0: y1 None is not a number"),
+        ('{"a": [[0, 0, 4, 4]]}', r"\[a\]: box 0 is \[0, 0, 4, 4\]; a box is"),
+        ('{"a": {"x0": 0}}', r"\[a\]: expected a list of \[x0, y0, x1, y1, class\]"),
+        ("{oops", "cannot read boxes"),
+    ],
+)
+def test_bad_boxes_json_is_one_error_naming_file_image_and_box(
+    tmp_path: Path, content: str, match: str
+):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(content)
+    with pytest.raises(DataError, match=match) as caught:
+        read_boxes(boxes, ("background", "cat"))
+    assert str(caught.value).startswith(str(boxes)) and "\n" not in str(caught.value)
+
+
+def test_bad_image_labels_json(tmp_path: Path):
+    labels = tmp_path / "labels.json"
+    for content, match in (
+        ('[["cat"]]', "labels.json: top level is a list; expected an object"),
+        ('{"a": "cat"}', r"\[a\]: expected a list of class names or ids, got 'cat'"),
+        (b"\xff\xfe", "labels.json: cannot read image labels"),
+    ):
+        labels.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(DataError, match=match):
+            read_image_labels(labels, ("background", "cat"))
+
+
+@pytest.mark.parametrize(
+    ("bndbox", "match"),
+    [
+        ("<xmin>3</xmin><ymin>four</ymin><xmax>9</xmax><ymax>9</ymax>", "ymin 'four' is not a"),
+        ("<xmin>3</xmin><ymin>nan</ymin><xmax>9</xmax><ymax>9</ymax>", "ymin is 'nan'; a box"),
+        ("<xmin>3</xmin><ymin>4</ymin><xmax>9</xmax>", "bndbox has no ymax"),
+    ],
+)
+def test_bad_voc_xml_is_one_error_naming_the_object(tmp_path: Path, bndbox: str, match: str):
+    voc = tmp_path / "Annotations"
+    voc.mkdir()
+    (voc / "c.xml").write_text(
+        f"<annotation><object><name>cat</name><bndbox>{bndbox}</bndbox></object></annotation>"
+    )
+    with pytest.raises(DataError, match=rf"c.xml object 0 \('cat'\): {match}"):
+        read_boxes(voc, ("background", "cat"))
+    (voc / "c.xml").write_text("<annotation><object>")
+    with pytest.raises(DataError, match="c.xml: unreadable annotation"):
+        read_boxes(voc, ("background", "cat"))
+    (voc / "c.xml").unlink()
+    with pytest.raises(DataError, match=r"Annotations: no \*.xml annotations"):
+        read_boxes(voc, ("background", "cat"))
+
+
+def test_data_check_lists_corrupt_images_and_checks_the_rest(tmp_path: Path):
+    from atrous.data.check import check_annotation_files
+
+    root = tmp_path / "w"
+    (root / "images").mkdir(parents=True)
+    (root / "classes.json").write_text(json.dumps(["background", "cat"]))
+    for stem in ("a", "b"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / f"{stem}.png")
+    (root / "images" / "c.jpg").write_bytes(b"\xff\xd8 truncated")
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a": [[0, 0, 4, 4, 1]], "b": [[0, 0, 9, 4, 1]], "c": []}))
+    report = check_annotation_files(root, None, boxes=boxes)
+    assert not report.ok and report.images == 3
+    assert report.problems[0].startswith(f"{root / 'images' / 'c.jpg'}: unreadable image")
+    assert "'b' box [0, 0, 9, 4] (class 1) leaves the 8x8 image" in report.problems[1]
+    assert len(report.problems) == 2
+    for path in (root / "images").iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=r"images: no .jpg or .png images"):
+        check_annotation_files(root, None, boxes=boxes)
+    (root / "images").rmdir()
+    with pytest.raises(DataError, match=r"images: no images/ folder"):
+        check_annotation_files(root, None, boxes=boxes)
+    with pytest.raises(DataError, match=r"images: no images/ folder"):
+        WeakFolder(root, None, supervision="boxes", method="rect", boxes=boxes)
+
+
+def test_strong_mask_values_are_checked_not_ignored(weak_data: Path, tmp_path: Path):
+    import shutil
+
+    root = tmp_path / "w"
+    shutil.copytree(weak_data, root)
+    data = WeakFolder(root, "train", supervision="mixed", method="em_fixed",
+                      boxes=root / "boxes.json", strong_fraction=1.0)  # fmt: skip
+    stem = data.stems[0]
+    mask = np.array(Image.open(root / "masks" / f"{stem}.png"))
+    mask[0, 0] = 9  # not a class of the 5
+    Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+    with pytest.raises(DataError, match=rf"{stem}.png: label values 9 are outside \[0, 5\)"):
+        data.load(0)

@@ -8,7 +8,7 @@ y1, class], ...]}`` (JSON, pixel corners, x1/y1 exclusive) or PASCAL VOC ``Annot
 
 from __future__ import annotations
 
-import json
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ._pairs import read_json
 
 Box = tuple[int, int, int, int, int]  # x0, y0, x1, y1 (exclusive), class id
 
@@ -30,40 +31,69 @@ def _class_id(value: object, classes: Sequence[str], where: str) -> int:
     raise DataError(f"{where}: unknown class {value!r}; classes: {', '.join(classes)}")
 
 
+def _number(value: object, where: str, what: str) -> float:
+    """A finite pixel coordinate: a JSON number, or a numeric string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataError(f"{where}: {what} {value!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise DataError(f"{where}: {what} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise DataError(f"{where}: {what} is {value!r}; a box corner must be a finite number")
+    return number
+
+
+def _mapping(raw: object, path: Path, shape: str) -> dict:
+    if not isinstance(raw, dict):
+        raise DataError(
+            f"{path}: top level is a {type(raw).__name__}; expected an object {shape} keyed by "
+            "image stem"
+        )
+    return raw
+
+
 def read_image_labels(path: str | Path, classes: Sequence[str]) -> dict[str, list[int]]:
     """``{stem: sorted class ids}`` from a JSON of class names or ids per image."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read image labels ({err})") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected {{stem: [classes]}}")
-    return {
-        str(stem): sorted({_class_id(v, classes, f"{path} [{stem}]") for v in values})
-        for stem, values in raw.items()
-    }
+    raw = _mapping(read_json(path, "image labels"), path, '{"stem": [class, ...]}')
+    out = {}
+    for stem, values in raw.items():
+        where = f"{path} [{stem}]"
+        if not isinstance(values, list):
+            raise DataError(f"{where}: expected a list of class names or ids, got {values!r}")
+        out[str(stem)] = sorted({_class_id(v, classes, where) for v in values})
+    return out
 
 
 def read_boxes(path: str | Path, classes: Sequence[str]) -> dict[str, list[Box]]:
     """``{stem: [(x0, y0, x1, y1, class id), ...]}`` from a boxes JSON or a VOC
-    ``Annotations`` folder (one ``<stem>.xml`` per image; VOC's 1-based inclusive corners)."""
+    ``Annotations`` folder (one ``<stem>.xml`` per image; VOC's 1-based inclusive corners).
+    Coordinates must be finite numbers; anything else is a :class:`DataError` naming the file,
+    the image and the box."""
     path = Path(path)
     if path.is_dir():
-        return {xml.stem: _voc_boxes(xml, classes) for xml in sorted(path.glob("*.xml"))}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read boxes ({err})") from None
+        found = sorted(path.glob("*.xml"))
+        if not found:
+            raise DataError(f"{path}: no *.xml annotations (a VOC Annotations folder)")
+        return {xml.stem: _voc_boxes(xml, classes) for xml in found}
+    raw = _mapping(read_json(path, "boxes"), path, '{"stem": [[x0, y0, x1, y1, class], ...]}')
     out: dict[str, list[Box]] = {}
     for stem, boxes in raw.items():
         where = f"{path} [{stem}]"
+        if not isinstance(boxes, list):
+            raise DataError(f"{where}: expected a list of [x0, y0, x1, y1, class], got {boxes!r}")
         parsed = []
-        for box in boxes:
+        for number, box in enumerate(boxes):
             if not isinstance(box, (list, tuple)) or len(box) != 5:
-                raise DataError(f"{where}: a box is [x0, y0, x1, y1, class], got {box!r}")
-            x0, y0, x1, y1 = (int(round(float(v))) for v in box[:4])
-            parsed.append((x0, y0, x1, y1, _class_id(box[4], classes, where)))
+                raise DataError(
+                    f"{where}: box {number} is {box!r}; a box is [x0, y0, x1, y1, class]"
+                )
+            x0, y0, x1, y1 = (
+                int(round(_number(v, f"{where} box {number}", k)))
+                for v, k in zip(box[:4], ("x0", "y0", "x1", "y1"), strict=True)
+            )
+            parsed.append((x0, y0, x1, y1, _class_id(box[4], classes, f"{where} box {number}")))
         out[str(stem)] = parsed
     return out
 
@@ -74,13 +104,20 @@ def _voc_boxes(path: Path, classes: Sequence[str]) -> list[Box]:
     except (OSError, ET.ParseError) as err:
         raise DataError(f"{path}: unreadable annotation ({err})") from None
     boxes = []
-    for obj in root.iter("object"):
+    for number, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
+        where = f"{path} object {number} ({name!r})"
         bb = obj.find("bndbox")
         if bb is None:
-            raise DataError(f"{path}: object {name!r} has no bndbox")
-        x0, y0, x1, y1 = (int(float(bb.findtext(k) or 0)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append((x0 - 1, y0 - 1, x1, y1, _class_id(name, classes, str(path))))
+            raise DataError(f"{where}: no bndbox")
+        corners = []
+        for key in ("xmin", "ymin", "xmax", "ymax"):
+            text = bb.findtext(key)
+            if text is None or not text.strip():
+                raise DataError(f"{where}: bndbox has no {key}")
+            corners.append(int(_number(text.strip(), where, key)))
+        x0, y0, x1, y1 = corners
+        boxes.append((x0 - 1, y0 - 1, x1, y1, _class_id(name, classes, where)))
     return boxes
 
 

@@ -19,7 +19,7 @@ import torch
 from torchvision import tv_tensors
 
 from ..errors import DataError
-from ._pairs import IMAGE_SUFFIXES, InfoDataset, read_image, read_mask
+from ._pairs import IMAGE_SUFFIXES, InfoDataset, check_labels, read_image, read_mask
 from .boxes import Box, bbox_rect, box_allowed, read_boxes, read_image_labels
 from .folder import _split_stems, load_info
 from .info import IGNORE_INDEX
@@ -71,11 +71,12 @@ class WeakFolder(InfoDataset):
         self.info = load_info(self.root, num_classes)
         if self.info.num_classes > 62:
             raise DataError(f"{self.root}: weak labels hold at most 62 classes as bits")
-        images = {
-            p.stem: p
-            for p in sorted((self.root / "images").iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES
-        }
+        folder = self.root / "images"
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no images/ folder (a weak data set keeps its images there)")
+        images = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+        if not images:
+            raise DataError(f"{folder}: no .jpg or .png images")
         self.stems, self.held_out = _split_stems(self.root, split, images, val_fraction, [])
         self.images = [images[s] for s in self.stems]
         classes = self.info.classes
@@ -134,11 +135,14 @@ class WeakFolder(InfoDataset):
         label = torch.full((h, w), ESTIMATE, dtype=torch.int64)
         bits = torch.zeros((h, w), dtype=torch.int64)
         if stem in self.strong:
-            label = read_mask(self.root / "masks" / f"{stem}.png")
+            path = self.root / "masks" / f"{stem}.png"
+            label = read_mask(path)
             if label.shape != (h, w):
                 raise DataError(
-                    f"{self.root / 'masks' / stem}.png: mask size differs from its image"
+                    f"{path}: mask size {tuple(label.shape)} (HxW) differs from its image "
+                    f"{self.images[index].name} {(h, w)}"
                 )
+            check_labels(label, self.num_classes, path)  # no value silently becomes ignore
         elif self.kind == "image_labels":
             bits.fill_(self._bits(self.image_labels[stem]))
         elif self.method == "rect":
