@@ -155,6 +155,11 @@ def build_forward(
     module, autocast = prepare_model(model, options, device)
     if options.compile:  # torch.compile: a one-off compile per input size, then faster calls
         module = torch.compile(module, dynamic=True)
+    return module, stack_forward(module, options, autocast=autocast)
+
+
+def stack_forward(module: nn.Module, options: InferenceOptions, *, autocast: bool) -> Forward:
+    """The forward stack for ``options`` around an already prepared ``module``."""
     forward: Forward = (
         FastForward(module, autocast=autocast) if options.fast else ModelForward(module)
     )
@@ -162,4 +167,4 @@ def build_forward(
         forward = SlidingWindow(forward, options.crop, options.stride)  # type: ignore[arg-type]
     if not options.is_plain:
         forward = MultiScale(forward, options.scales, options.flip)
-    return module, forward
+    return forward

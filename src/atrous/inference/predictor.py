@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,8 +18,22 @@ from torchvision.transforms.v2 import functional as F
 from ..data import read_image
 from ..data.info import DatasetInfo
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
+from ..errors import CheckpointError, DataError
 from ..loader import Loaded, load
-from .forward import InferenceOptions, build_forward
+from .forward import (
+    FastForward,
+    InferenceOptions,
+    ModelForward,
+    build_forward,
+    stack_forward,
+)
+from .memory import AUTO_CROP, forward_bytes, human, memory_budget, window_bytes
+from .types import Forward
+
+
+class WindowNotice(UserWarning):
+    """An image too large for a whole-image forward runs in sliding windows instead."""
+
 
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
 Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -67,6 +82,10 @@ class Predictor:
     probabilities with the image, e.g. ``functools.partial(atrous.refine.dense_crf,
     backend="torch")`` or ``atrous.refine.posthoc_domain_transform``.
 
+    With ``auto_window`` (the default) and no ``crop``, an input whose whole-image forward
+    would not fit in memory (:mod:`.memory`) runs in 513-pixel sliding windows instead, with a
+    :class:`WindowNotice` warning; one too large even for that raises ``DataError``.
+
     Every output is a torch tensor on the CPU: ``predict`` int64 ``[H, W]`` class ids,
     ``predict_proba`` float32 ``[K, H, W]`` probabilities, ``logits`` float32 ``[K, H, W]``
     scores. ``.numpy()`` gives arrays.
@@ -82,6 +101,7 @@ class Predictor:
         device: str | torch.device = "cpu",
         info: DatasetInfo | None = None,
         refine: Refiner | None = None,
+        auto_window: bool = True,
         **option_fields: Any,
     ) -> None:
         if options is not None and option_fields:
@@ -92,6 +112,8 @@ class Predictor:
         self.mean, self.std = tuple(mean), tuple(std)
         self.info = info
         self.refine = refine
+        self.auto_window = auto_window
+        self._windowed: Forward | None = None
         self._normalize = eval_transforms(mean=mean, std=std)
 
     def __getattr__(self, name: str) -> Any:
@@ -109,8 +131,53 @@ class Predictor:
         options = InferenceOptions(**{**asdict(self.options), **changes})
         return Predictor(
             self.model, options, mean=self.mean, std=self.std, device=self.device,
-            info=self.info, refine=self.refine,
+            info=self.info, refine=self.refine, auto_window=self.auto_window,
         )  # fmt: skip
+
+    def window_for(self, shape: Sequence[int]) -> tuple[int, int] | None:
+        """The sliding-window crop a normalized batch of ``shape`` ``[N, 3, H, W]`` must run
+        in because its whole-image forward would not fit in memory, or ``None`` (it fits, a
+        ``crop`` is set, or ``auto_window`` is off). Raises ``DataError`` when even windows
+        would not fit."""
+        if self.options.crop is not None or not self.auto_window:
+            return None
+        n, _, height, width = shape
+        classes = len(self.info.classes) if self.info is not None else 21
+        scales = tuple(self.options.scales)
+        budget = memory_budget(self.device)
+        need = forward_bytes(n * height * width, classes, scales)
+        if need <= budget:
+            return None
+        crop = (AUTO_CROP, AUTO_CROP)
+        windowed = window_bytes(height * width * n, classes, crop, scale=max(scales))
+        if windowed > budget:
+            raise DataError(
+                f"a {width}x{height} image needs about {human(windowed)} even in "
+                f"{AUTO_CROP}-pixel windows, more than the {human(budget)} available here; "
+                "downscale it first"
+            )
+        warnings.warn(
+            f"a {width}x{height} image needs about {human(need)} for a whole-image forward, "
+            f"more than the {human(budget)} available here: running it in {AUTO_CROP}x"
+            f"{AUTO_CROP} sliding windows (--crop sets the window)",
+            WindowNotice,
+            stacklevel=3,
+        )
+        return crop
+
+    def _forward_for(self, batch: Tensor) -> Forward:
+        """The forward stack, or its sliding-window twin when the batch is too large."""
+        crop = self.window_for(batch.shape)
+        if crop is None:
+            return self._forward
+        if self._windowed is None:
+            options = InferenceOptions(**{**asdict(self.options), "crop": crop, "stride": None})
+            base = self._forward
+            while not isinstance(base, ModelForward):  # MultiScale -> the model's forward
+                base = base.inner  # type: ignore[attr-defined]
+            autocast = isinstance(base, FastForward) and base.autocast
+            self._windowed = stack_forward(self.model, options, autocast=autocast)
+        return self._windowed
 
     @classmethod
     def from_checkpoint(
@@ -150,8 +217,9 @@ class Predictor:
         logits (window-averaged with ``crop``), or with scales/flip the log of the averaged
         probabilities, or with ``refine`` the log of the refined ones (``images``: the uint8
         images of the batch), so ``argmax`` and ``softmax`` stay right either way."""
+        forward = self._forward_for(batch)
         with torch.inference_mode():
-            scores = self._forward(batch.to(self.device)).float()
+            scores = forward(batch.to(self.device)).float()
             if self.refine is None:
                 return scores
             if images is None:
@@ -178,9 +246,13 @@ class Predictor:
         """Class probabilities ``[K, H, W]`` (sum 1 over classes), float32 on the CPU."""
         return self._scores_of(image).softmax(0).cpu()
 
-    def predict(self, image: ImageLike) -> Tensor:
-        """Class ids, an int64 ``[H, W]`` tensor at the image's size."""
-        return self._scores_of(image).argmax(0).cpu()
+    def predict(self, image: ImageLike, *, finite: bool = False) -> Tensor:
+        """Class ids, an int64 ``[H, W]`` tensor at the image's size. With ``finite``, scores
+        holding NaN or Inf raise ``CheckpointError`` instead of an argmax of NaN."""
+        scores = self._scores_of(image)
+        if finite:
+            check_finite(scores)
+        return scores.argmax(0).cpu()
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Tensor]:
         """:meth:`predict` for many images; images of one size run together, ``batch_size`` at
@@ -203,3 +275,13 @@ class Predictor:
 
     def __call__(self, image: ImageLike) -> Tensor:
         return self.predict(image)
+
+
+def check_finite(scores: Tensor) -> None:
+    """Raise ``CheckpointError`` if ``scores`` hold NaN or Inf (their argmax would be noise)."""
+    bad = ~torch.isfinite(scores)
+    if bool(bad.any()):
+        raise CheckpointError(
+            f"the model's scores hold NaN or Inf at {int(bad.sum())} of {bad.numel()} values; "
+            "its weights or this input overflow"
+        )

@@ -1,8 +1,14 @@
-"""Writing predictions as files people use: palette PNGs of class ids and colour overlays."""
+"""Writing predictions as files people use: palette PNGs of class ids and colour overlays.
+
+:func:`predict_to_files` checks where it will write before any work (:mod:`.outputs`: never
+into an input image's folder, never over a file it did not write, one name per image), then
+finishes every image it can and lists the others with the reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +20,20 @@ from tqdm.auto import tqdm
 from ..data import IMAGE_SUFFIXES
 from ..data.info import DatasetInfo
 from ..data.palette import heatmap, overlay, save_palette_png, voc_colormap
-from ..errors import DataError
+from ..errors import AtrousError, ConfigError, DataError
 from ..tasks.panoptic_decode import predict_panoptic
-from .predictor import Predictor, to_image_tensor
+from .outputs import Manifest, output_files, plan_outputs
+from .predictor import Predictor, WindowNotice, to_image_tensor
+
+PER_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
+    AtrousError,  # DataError from the readers, CheckpointError for NaN scores
+    OSError,
+    ValueError,
+    MemoryError,
+    Image.DecompressionBombError,
+    torch.OutOfMemoryError,
+)
+"""What one image may raise without stopping a batch: it is listed in ``failed`` instead."""
 
 
 def save_prediction(
@@ -39,7 +56,8 @@ def save_prediction(
 
 
 def find_images(inputs: list[str | Path]) -> list[Path]:
-    """Expand files and folders (their .jpg/.jpeg/.png files) into a list of image paths."""
+    """Expand files and folders (their .jpg/.jpeg/.png files) into a list of image paths, each
+    once (a file named twice, or also through its folder, is predicted once)."""
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -51,17 +69,25 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
             paths.append(item)
         else:
             raise DataError(f"{item}: no such image file or folder")
-    return paths
+    seen: set[Path] = set()
+    unique = []
+    for path in paths:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    return unique
 
 
 @dataclass
 class WrittenFiles:
-    """What :func:`predict_to_files` did: ``(mask, overlay)`` paths per image written, and
-    ``(image, reason)`` per image it could not read. Iterates, indexes and counts like the
-    written pairs."""
+    """What :func:`predict_to_files` did: ``(mask, overlay)`` paths per image written,
+    ``(image, reason)`` per image it could not read or predict, and ``(image, notice)`` per
+    image it ran differently (e.g. in sliding windows, too large for memory). Iterates,
+    indexes and counts like the written pairs."""
 
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    notices: list[tuple[Path, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -99,7 +125,7 @@ def save_attention(
 
 def predict_to_files(
     predictor: Predictor,
-    paths: list[Path],
+    paths: Sequence[Path],
     out_dir: str | Path,
     *,
     progress: bool = True,
@@ -108,29 +134,87 @@ def predict_to_files(
     """Predict each image file and write its palette PNG and overlay into ``out_dir`` (and,
     with ``attention``, its per-scale attention heatmaps, :func:`save_attention`).
 
-    An unreadable image does not stop the others: it is listed in ``failed`` with the reason.
+    Before any work, :func:`.outputs.plan_outputs` checks that no input and no file this
+    command did not write would be replaced (``ConfigError`` otherwise) and names each image's
+    files uniquely; the files written are listed in ``out_dir/atrous_predictions.json``. An
+    image that cannot be read or predicted (unreadable, a decompression bomb, out of memory,
+    NaN scores) does not stop the others: it is listed in ``failed`` with the reason.
     """
-    result = WrittenFiles()
-    for path in tqdm(paths, desc="predict", unit="img", disable=not progress):
-        try:
-            image = to_image_tensor(path)
-        except DataError as err:
-            reason = str(err)
-            result.failed.append((path, reason.removeprefix(f"{path}: ")))
-            continue
-        labels = predictor.predict(image)
-        result.pairs.append(
-            save_prediction(
-                labels, image.permute(1, 2, 0).numpy(), out_dir, path.stem, predictor.info
-            )
+    paths = list(paths)
+    model = predictor.model
+    if attention and not hasattr(model, "attention_maps"):
+        raise ConfigError(
+            f"{type(model).__name__} has no attention maps (train with model.scale_attention)"
         )
-        if attention:
-            save_attention(predictor, image, out_dir, path.stem)
-        if hasattr(predictor.model, "forward_panoptic"):  # panoptic models: ids and outlines
-            x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
-            pan = predict_panoptic(predictor.model, x)[0].cpu().numpy()
-            save_panoptic(pan, image.permute(1, 2, 0).numpy(), out_dir, path.stem, predictor.info)
+    layout = {
+        "attention_scales": tuple(model.scales) if attention else (),
+        "panoptic": hasattr(model, "forward_panoptic"),
+    }
+    stems = plan_outputs(paths, out_dir, **layout)  # type: ignore[arg-type]
+    out = Path(out_dir)
+    manifest = Manifest(out)
+    result = WrittenFiles()
+    try:
+        for path, stem in tqdm(
+            list(zip(paths, stems, strict=True)), desc="predict", unit="img", disable=not progress
+        ):
+            try:
+                result.pairs.append(
+                    _predict_one(predictor, path, out, stem, attention, result, progress)
+                )
+            except PER_IMAGE_ERRORS as err:
+                result.failed.append((path, _reason(err, path)))
+            except RuntimeError as err:  # torch's CPU allocator: "can't allocate memory"
+                if "alloc" not in str(err) and "memory" not in str(err):
+                    raise
+                result.failed.append((path, _reason(err, path)))
+            finally:
+                manifest.add([out / name for name in output_files(stem, **layout)])  # type: ignore[arg-type]
+                manifest.save(every=1.0)
+    finally:
+        manifest.save()
     return result
+
+
+def _reason(err: BaseException, path: Path) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError, RuntimeError)):
+        text = f"out of memory ({text}); try --crop 513 (sliding windows)"
+    return text.removeprefix(f"{path}: ")
+
+
+def _predict_one(
+    predictor: Predictor,
+    path: Path,
+    out: Path,
+    stem: str,
+    attention: bool,
+    result: WrittenFiles,
+    progress: bool,
+) -> tuple[Path, Path]:
+    """Read, predict and write one image; notices (e.g. sliding windows) go to ``result``."""
+    image = to_image_tensor(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WindowNotice)
+        labels = predictor.predict(image, finite=True)
+    for warning in caught:
+        if issubclass(warning.category, WindowNotice):
+            result.notices.append((path, str(warning.message)))
+            if progress:
+                tqdm.write(f"{path}: {warning.message}")
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    array = image.permute(1, 2, 0).numpy()
+    pair = save_prediction(labels, array, out, stem, predictor.info)
+    if attention:
+        save_attention(predictor, image, out, stem)
+    if hasattr(predictor.model, "forward_panoptic"):  # panoptic models: ids and outlines
+        x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
+        pan = predict_panoptic(predictor.model, x)[0].cpu().numpy()
+        save_panoptic(pan, array, out, stem, predictor.info)
+    return pair
 
 
 def panoptic_overlay(
