@@ -276,12 +276,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad input is one line on stderr (exit 2); anything else unexpected is
+    one line too, with its kind (exit 1), and ``--debug`` shows the traceback; Ctrl+C exits
+    130 (training saves first and says how to go on)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except AtrousError as err:
+        if args.debug:
+            raise
         print(f"atrous {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"atrous {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # not bad input as far as atrous knows: say what, briefly
+        if args.debug:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(
+            f"atrous {args.command}: error: {type(err).__name__}: {first} "
+            f"(atrous --debug {args.command} ... shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

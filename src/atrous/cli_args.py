@@ -278,6 +278,7 @@ def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atrous", description="DeepLab semantic segmentation: train, evaluate, predict."
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub, handlers)
     _search_parser(sub, handlers)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .config_checks import check_values
 from .config_sections import (
     _LEGACY_MODEL_DEFAULTS,
     Config,
@@ -201,7 +202,7 @@ def load_config(
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config is a mapping with data/model/train sections")
         _update(cfg, raw, "", str(path))
-    return apply_overrides(cfg, overrides, source=str(path or "config"))
+    return apply_overrides(cfg, overrides, source=str(path or "--set"))
 
 
 def resolve_task(cfg: Config, source: str = "config") -> str:
@@ -243,6 +244,7 @@ def apply_overrides(
             nested = {part: nested}
         _update(cfg, nested, "", f"--set {item}")
     check_model_options(cfg.model)
+    check_values(cfg, source)
     resolve_task(cfg, source)
     return cfg
 

@@ -167,6 +167,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
     out_dir: str = "runs/atrous"
+    # false: a new run (refused where out_dir already holds another run's checkpoint); true:
+    # continue out_dir/checkpoint.pt (`atrous train --resume`); "auto": continue it when it
+    # exists, else start (preempted jobs, torchrun --max-restarts)
+    resume: bool | str = False
 
 
 @dataclass

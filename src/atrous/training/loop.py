@@ -15,7 +15,6 @@ only hard-pixel mining (``train.top_k_percent``) ranks pixels within each proces
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,14 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..config import Config
-from ..errors import AtrousError, ConfigError
+from ..config_checks import check_values
 from ..evaluation import accumulate, format_table, panoptic_table
-from ..inference import Predictor, resolve_device
+from ..inference import Predictor
 from ..metrics import write_json
 from ..models.progress import set_training_progress
 from ..tasks.losses import kept_pixel_count, mining_fraction
 from .distributed import barrier, cleanup, global_mean, init_distributed
+from .guard import StopAtStepEnd, check_device, check_finite, resume_or_refuse
 from .optim import autocast, check_amp, freeze_batchnorm
 from .runlog import LOG_NAME, RunLog
 from .setup import CHECKPOINT_NAME, Run, batches, setup
@@ -47,16 +47,18 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
     Writes ``checkpoint.pt`` to ``cfg.train.out_dir`` every ``checkpoint_every`` steps and at
     the end, logs loss, LR and throughput to ``train_log.jsonl`` (and TensorBoard if
     installed), then evaluates on ``cfg.data.val_split`` (if set) into ``metrics.json``.
-    ``resume=True`` continues from that checkpoint: same weights, optimizer, LR position, loss
-    scale, RNG. Under ``torchrun`` it runs data-parallel (see the module docstring). Returns
+    ``resume=True`` (or ``train.resume``: true, or auto where the checkpoint exists) continues
+    from that checkpoint: same weights, optimizer, LR position, loss scale, RNG; a new run never
+    replaces another run's files (:func:`.guard.resume_or_refuse`). Training stops with an
+    error, keeping the last good checkpoint, when the loss or the weights stop being finite;
+    Ctrl+C stops at the end of the step, saves and says how to continue. Under ``torchrun``
+    it runs data-parallel (see the module docstring). Returns
     ``{"checkpoint": path, "metrics": dict or None, "losses": [per-step loss, global batch]}``.
     """
-    device = resolve_device(cfg.train.device)
+    check_values(cfg)  # a Config built in code has not been through load_config's checks
+    device = check_device(cfg.train.device)
     check_amp(cfg.train.amp, device)
-    if cfg.train.log_every < 1:
-        raise ConfigError(f"train.log_every = {cfg.train.log_every}: must be 1 or more steps")
-    if cfg.train.precise_bn < 0:
-        raise ConfigError(f"train.precise_bn = {cfg.train.precise_bn}: must be 0 (off) or more")
+    resume = resume_or_refuse(cfg, resume)
     world, device = init_distributed(device)
     try:
         main = progress and world.is_main
@@ -109,7 +111,8 @@ def _train_step(run: Run, stream: Any, step: int) -> Tensor:
 
 def _step_loop(run: Run, log: RunLog, *, progress: bool) -> list[float]:
     """Steps ``run.start`` to ``train.steps``: log every ``log_every`` steps, checkpoint every
-    ``checkpoint_every``. Returns the per-step losses."""
+    ``checkpoint_every`` (after checking that training is still finite). Ctrl+C stops at the
+    end of the step and checkpoints there. Returns the per-step losses."""
     t = run.cfg.train
     run.net.train()
     if t.freeze_bn:  # train() put BN back into batch statistics
@@ -118,17 +121,25 @@ def _step_loop(run: Run, log: RunLog, *, progress: bool) -> list[float]:
     losses: list[Tensor] = []
     bar = tqdm(total=t.steps, initial=run.start, desc="train", unit="step", disable=not progress)
     clock = _Clock(run.start, t.batch_size * t.accumulate * run.world.world_size)
-    for step in range(run.start, t.steps):
-        lr = run.scheduler.get_last_lr()[0]
-        losses.append(_train_step(run, stream, step))
-        bar.update()
-        done = step + 1
-        if done % t.log_every == 0 or done == t.steps:
-            _log_step(log, bar, done, losses[-1].item(), lr, clock.lap(done))
-        if done == t.steps and t.precise_bn and not t.freeze_bn:
-            _precise_bn(run, stream)
-        if done % t.checkpoint_every == 0 or done == t.steps:
-            _checkpoint(run, done)
+    checked = 0  # losses[:checked] are known to be finite
+    with StopAtStepEnd(enabled=not run.world.distributed) as stop:
+        for step in range(run.start, t.steps):
+            lr = run.scheduler.get_last_lr()[0]
+            losses.append(_train_step(run, stream, step))
+            bar.update()
+            done = step + 1
+            if done % t.log_every == 0 or done == t.steps:
+                check_finite(None, losses[-1:], step, run.checkpoint)  # stop early, not at a save
+                _log_step(log, bar, done, losses[-1].item(), lr, clock.lap(done))
+            if done == t.steps and t.precise_bn and not t.freeze_bn:
+                _precise_bn(run, stream)
+            if done % t.checkpoint_every == 0 or done == t.steps or stop.requested:
+                check_finite(run.model, losses[checked:], run.start + checked, run.checkpoint)
+                checked = len(losses)
+                _checkpoint(run, done)
+            if stop.requested:
+                bar.close()
+                stop.report(done, run.checkpoint)
     bar.close()
     return [float(v) for v in torch.stack(losses).tolist()] if losses else []
 
@@ -147,9 +158,7 @@ class _Clock:
 
 
 def _log_step(log: RunLog, bar: Any, step: int, loss: float, lr: float, speed: dict) -> None:
-    """One line of the JSONL / TensorBoard log and the progress bar; a non-finite loss stops."""
-    if not math.isfinite(loss):
-        raise AtrousError(f"loss became {loss} at step {step - 1}; lower train.lr")
+    """One line of the JSONL / TensorBoard log and the progress bar."""
     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{speed['images_per_s']:.1f}")
     log.write({"step": step, "loss": loss, "lr": lr, **speed}, loss=loss, lr=lr)
 

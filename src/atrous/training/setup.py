@@ -4,6 +4,7 @@ data-parallel wrapper, held in one :class:`Run` record."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, model_spec, task_of, to_dict
 from ..data import build_dataset, train_transforms
-from ..errors import ConfigError
+from ..errors import AtrousError, ConfigError
 from ..models.heads.aspp import rates_past_crop
 from ..models.spec import ModelSpec
 from ..tasks import Task
@@ -156,4 +157,24 @@ def batches(run: Run) -> Any:
         pin_memory=run.device.type == "cuda",
         generator=torch.Generator(),  # keep the loader's seed draw off the global RNG we resume
     )
-    return iter(loader)
+    return _errors_in_one_line(iter(loader))
+
+
+def _errors_in_one_line(batches: Iterator[Any]) -> Iterator[Any]:
+    """The loader's batches; an atrous error raised in a worker process reaches the caller as
+    itself (one line naming the file), not wrapped in the worker's traceback."""
+    while True:
+        try:
+            batch = next(batches)
+        except AtrousError as err:
+            raise type(err)(_worker_message(str(err))) from None
+        yield batch
+
+
+def _worker_message(text: str) -> str:
+    """The original message inside torch's "Caught X in DataLoader worker process N" text."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    _, sep, message = last.partition(": ")  # "atrous.errors.DataError: <message>"
+    return message if sep else last
