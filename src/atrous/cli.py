@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     one line too, with its kind (exit 1), and ``--debug`` shows the traceback; Ctrl+C exits
     130 (training saves first and says how to go on)."""
     args = build_parser().parse_args(argv)
+    if args.max_image_pixels is not None:  # Pillow's bomb guard, which the readers enforce
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = args.max_image_pixels or None
     try:
         return args.func(args) or 0
     except AtrousError as err:

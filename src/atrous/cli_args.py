@@ -279,6 +279,13 @@ def build_parser(handlers: Handlers) -> argparse.ArgumentParser:
         prog="atrous", description="DeepLab semantic segmentation: train, evaluate, predict."
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        metavar="N",
+        help="refuse images over N pixels (Pillow's decompression-bomb limit, default "
+        "89,478,485; 0: no limit)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub, handlers)
     _search_parser(sub, handlers)

@@ -30,8 +30,8 @@ _ORIENTATION = 0x0112  # EXIF tag
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError)
 """What Pillow raises on a corrupt or truncated file, its EXIF block included."""
 _RAISE_LIMIT = (
-    "if it really is this large, raise PIL.Image.MAX_IMAGE_PIXELS, or set it to None, before "
-    "reading"
+    "if it really is this large: atrous --max-image-pixels N (0: no limit) on the command line, "
+    "PIL.Image.MAX_IMAGE_PIXELS in Python"
 )
 
 
