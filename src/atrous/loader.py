@@ -8,11 +8,13 @@ scores them; it sits below inference: ``Predictor.from_loaded`` (and ``from_chec
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from .checkpoint import build_from_spec, load_checkpoint, load_model_state
@@ -40,10 +42,32 @@ class Loaded:
     task: str = "semantic"  # the recipe's task (atrous.tasks.TASKS); exported files: semantic
 
 
+def check_finite_weights(tensors: Iterable[tuple[str, Any]], path: str | Path) -> None:
+    """Raise ``CheckpointError`` naming ``path`` and the first tensors (weights, BN running
+    statistics) that hold NaN or Inf: such a model predicts noise (argmax of NaN is class 0)."""
+    bad = [
+        name
+        for name, tensor in tensors
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensor(s) hold NaN or Inf ({shown}); the run that wrote it "
+            "diverged: use an earlier checkpoint or retrain with a lower learning rate"
+        )
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a checkpoint was trained as, with its weights (eval mode), and return
-    it with the checkpoint dict (classes, palette, mean, std, model_spec, config, ...)."""
+    it with the checkpoint dict (classes, palette, mean, std, model_spec, config, ...). Weights
+    holding NaN or Inf are refused (:func:`check_finite_weights`)."""
     state = load_checkpoint(path)
+    if not isinstance(state.get("model"), dict) or "model_spec" not in state:
+        raise CheckpointError(f"{path}: lacks 'model' weights or 'model_spec'")
+    check_finite_weights(state["model"].items(), path)
     model = build_from_spec(state["model_spec"])
     load_model_state(model, state["model"], path)
     return model.eval(), state
@@ -67,6 +91,7 @@ def load(path: str | Path, *, checkpoint_only: bool = False) -> Loaded:
         model, meta = load_onnx(path)
     elif not checkpoint_only and path.is_file() and is_torchscript(path):
         model, meta = load_torchscript(path)
+        check_finite_weights(model.state_dict().items(), path)
     else:
         model, meta = load_model(path)
     spec = ModelSpec.from_dict(meta["model_spec"]) if "model_spec" in meta else None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 from torch import Tensor
 
 from ..data import build_dataset
 from ..errors import DataError
-from ..inference import Predictor, resolve_device
+from ..inference import Predictor, check_output_file, resolve_device
 from ..loader import Loaded, load
 from ..metrics import ConfusionMatrix
 from ..tasks import TASKS
@@ -19,6 +21,7 @@ from .accumulators import (
     Accumulator,
     Examples,
     PerImage,
+    Prediction,
     Refinement,
     Refiner,
     Trimap,
@@ -26,6 +29,41 @@ from .accumulators import (
 from .crf_search import crf_grid_search
 from .loop import evaluate
 from .pictures import comparison_grid
+
+
+class NonFinite:
+    """Counts the images whose scores hold NaN or Inf (their argmax is noise, not class 0)."""
+
+    def __init__(self) -> None:
+        self.images: list[str] = []
+
+    def update(self, prediction: Prediction) -> None:
+        if not bool(torch.isfinite(prediction.scores).all()):
+            self.images.append(prediction.name)
+
+    def compute(self) -> dict[str, Any] | None:
+        if not self.images:
+            return None
+        return {"images": len(self.images), "first": self.images[:5]}
+
+
+def is_eval_json(path: Path) -> bool:
+    """Whether ``path`` is an earlier ``atrous eval`` result (JSON with a confusion matrix),
+    which a new evaluation may replace."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "confusion_matrix" in data
+
+
+def check_eval_outputs(out: str | Path | None, picture: str | Path | None = None) -> None:
+    """Check, before an evaluation starts, that its JSON report (and comparison picture) can be
+    written: not a folder, not under a file, and replacing no file but an earlier report."""
+    if out is not None:
+        check_output_file(out, replaceable=is_eval_json)
+    if picture is not None:
+        check_output_file(picture, what="picture")
 
 
 def checkpoint_and_data(
@@ -65,6 +103,7 @@ def evaluate_checkpoint(
     per_image: bool = False,
     refiners: Mapping[str, Refiner] | None = None,
     picture: str | Path | None = None,
+    out: str | Path | None = None,
     **predictor_options: Any,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Evaluate a checkpoint (a path, or what :func:`atrous.loader.load` read) on ``dataset``
@@ -77,14 +116,22 @@ def evaluate_checkpoint(
     ``trimap`` (band mIoU per width) with ``trimap_widths``; ``per_image`` records, worst
     first, when asked; under ``refined`` the same metrics and ``seconds_per_image`` for each
     of ``refiners``. ``picture`` writes image | ground truth | prediction | each refinement
-    for the first images.
+    for the first images. ``out``, the JSON path the caller will write, is checked up front
+    (:func:`check_eval_outputs`), as is ``picture``. Images whose scores hold NaN or Inf are
+    counted under ``nonfinite_scores`` (``{"images": n, "first": [names]}``), which
+    :func:`~.report.format_table` prints as a warning; a checkpoint whose weights hold NaN is
+    refused when loaded.
     """
+    check_eval_outputs(out, picture)
     loaded, predictor, data = checkpoint_and_data(
         checkpoint, data_root, split, dataset, device, predictor_options
     )
     n = len(loaded.info.classes)
     task = TASKS[loaded.task]()  # the checkpoint's recipe's task scores it (panoptic: PQ, PC)
-    accumulators: dict[str, Accumulator] = {"metrics": task.evaluator(predictor, n)}
+    accumulators: dict[str, Accumulator] = {
+        "metrics": task.evaluator(predictor, n),
+        "nonfinite": NonFinite(),
+    }
     if trimap_widths:
         accumulators["trimap"] = Trimap(n, trimap_widths)
     if per_image:
@@ -95,6 +142,9 @@ def evaluate_checkpoint(
         accumulators["examples"] = Examples()
     found = evaluate(predictor, data, accumulators, task=task, progress=progress)
     result = dict(found.pop("metrics"))
+    nonfinite = found.pop("nonfinite")
+    if nonfinite is not None:
+        result["nonfinite_scores"] = nonfinite
     for key in ("trimap", "per_image"):
         if key in found:
             result[key] = found.pop(key)

@@ -14,6 +14,13 @@ def format_table(result: dict[str, Any], classes: Sequence[str]) -> str:
     for name, iou, acc in zip(classes, result["iou"], result["accuracy"], strict=True):
         lines.append(f"{name:<{width}}  {_pct(iou):>6}  {_pct(acc):>6}")
     lines.append("-" * (width + 16))
+    bad = result.get("nonfinite_scores")
+    if bad:
+        lines.insert(
+            0,
+            f"WARNING: the model's scores hold NaN or Inf on {bad['images']} image(s) (first: "
+            f"{', '.join(bad['first'])}); these metrics count those pixels as noise",
+        )
     for key, label in (
         ("miou", "mIoU"),
         ("pixel_accuracy", "pixel acc"),
