@@ -59,7 +59,7 @@ def test_onnx_dynamic_matches_eager(model: nn.Module, tmp_path: Path) -> None:
         assert got.shape == (batch, 4, *size)
         assert np.abs(got - _eager(model, x)).max() < 1e-3
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert props == {k: json.dumps(v) for k, v in METADATA.items()}
+    assert props == {"atrous_export": "1", **{k: json.dumps(v) for k, v in METADATA.items()}}
     assert model.training is False
 
 

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import CheckpointError
 from ._exportable import check_exportable
+from ._target import check_export_target
 
 
 class _Argmax(nn.Module):
@@ -67,12 +69,14 @@ def export_onnx(
     ``"logits"`` float [N,K,H,W], or ``"labels"`` int64 [N,H,W] when ``with_argmax``.
     ``dynamic`` makes batch, height and width symbolic; otherwise the graph is fixed to
     ``1x3xheight x width``. ``metadata`` (str -> JSON-able, e.g. ``classes``, ``mean``, ``std``)
-    is stored as ``metadata_props`` with JSON-string values.
+    is stored as ``metadata_props`` with JSON-string values, with ``atrous_export`` (``1``)
+    marking the file as one a later export may replace; any other existing file at ``path`` is
+    refused (``ConfigError``).
     """
     check_exportable(model)
     import onnx  # optional dependency: pip install 'atrous[export]'
 
-    path = Path(path)
+    path = check_export_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
@@ -102,7 +106,7 @@ def export_onnx(
             )
     finally:
         model.train(was_training)
-    props = _metadata_strings(metadata)
+    props = _metadata_strings({"atrous_export": 1, **(metadata or {})})
     if props:
         proto = onnx.load(str(path))
         onnx.helper.set_model_props(proto, props)
@@ -120,11 +124,17 @@ class OnnxModel(nn.Module):
             import onnxruntime
         except ImportError as err:
             raise ImportError("running ONNX files needs: pip install 'atrous[export]'") from err
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own types for corrupt files
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: not a readable ONNX file ({first})") from None
         self.input_name = self.session.get_inputs()[0].name
         output = self.session.get_outputs()[0]
         if output.name != "logits":
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: its output is {output.name!r}; the Predictor needs logits "
                 "(export without --with-argmax)"
             )
@@ -138,4 +148,31 @@ def load_onnx(path: str | Path) -> tuple[OnnxModel, dict[str, Any]]:
     """An ONNX file written by :func:`export_onnx` as a callable model, and its metadata."""
     model = OnnxModel(path)
     props = model.session.get_modelmeta().custom_metadata_map
-    return model, {key: json.loads(value) for key, value in props.items()}
+    try:
+        meta = {key: json.loads(value) for key, value in props.items()}
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: metadata is not JSON ({err})") from None
+    _check_finite_initializers(path)
+    return model, meta
+
+
+def _check_finite_initializers(path: str | Path) -> None:
+    """Raise ``CheckpointError`` naming the first weights that hold NaN or Inf (needs the
+    ``onnx`` package, part of ``atrous[export]``; skipped without it)."""
+    try:
+        import numpy as np
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return
+    proto = onnx.load(str(path))
+    bad = []
+    for init in proto.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad.append(init.name)
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or Inf ({', '.join(bad[:3])}); "
+            "export an earlier checkpoint"
+        )

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ._exportable import check_exportable
+from ._target import check_export_target
 
 METADATA_FILE = "metadata.json"
 
@@ -42,7 +44,7 @@ def export_torchscript(
     with eager mode at ``check_size`` (a size baked into the trace).
     """
     check_exportable(model)
-    path = Path(path)
+    path = check_export_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
@@ -77,11 +79,18 @@ def load_torchscript(
     extra = {METADATA_FILE: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # jit.load deprecation notice
-        module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
+        try:
+            module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
+        except Exception as err:  # torch raises RuntimeError and others for damaged archives
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: not a readable TorchScript file ({first})") from None
     raw = extra[METADATA_FILE]
     if isinstance(raw, bytes):
         raw = raw.decode()
-    return module, json.loads(raw) if raw else {}
+    try:
+        return module, json.loads(raw) if raw else {}
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: metadata.json is not JSON ({err})") from None
 
 
 def is_torchscript(path: str | Path) -> bool:
