@@ -15,7 +15,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 
 from atrous.errors import AtrousError  # noqa: E402
-from atrous.serve import EXAMPLES, build_app, load_predictor, segment  # noqa: E402
+from atrous.serve import EXAMPLES, build_app, check_upload, load_predictor, segment  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,44 @@ def test_missing_or_foreign_files_are_one_clear_error(tmp_path: Path):
     foreign.write_bytes(b"not a checkpoint")
     with pytest.raises(AtrousError, match="not a readable checkpoint"):
         load_predictor(str(foreign))
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not onnx at all")
+    with pytest.raises(AtrousError, match="not a readable ONNX file"):
+        load_predictor(str(corrupt))
+    with pytest.raises(AtrousError, match="no such checkpoint"):
+        load_predictor(str(tmp_path))  # a folder
+
+
+def test_an_argmax_only_onnx_is_one_clear_error(tiny_checkpoint: Path, tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    from atrous.export import export_onnx
+    from atrous.loader import load_model
+
+    model, state = load_model(tiny_checkpoint)
+    meta = {key: state[key] for key in ("classes", "palette", "mean", "std", "model_spec")}
+    out = export_onnx(model, tmp_path / "labels.onnx", height=48, width=48, with_argmax=True,
+                      metadata=meta)  # fmt: skip
+    with pytest.raises(AtrousError, match="needs logits"):
+        load_predictor(str(out))
+
+
+def test_bad_uploads_get_a_clear_message(tmp_path: Path, monkeypatch):
+    import atrous.serve
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="the upload is empty"):
+        check_upload(empty)
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not an image"):
+        check_upload(text)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(big)
+    check_upload(big)
+    monkeypatch.setattr(atrous.serve, "MAX_UPLOAD_PIXELS", 50_000)
+    with pytest.raises(ValueError, match=r"300x200 .* downscale it"):
+        check_upload(big)
     assert len(list(EXAMPLES.glob("*.jpg"))) == 3
 
 
@@ -75,6 +113,20 @@ def test_api_with_gradio_client(server):
     with Image.open(overlay) as image, Image.open(example) as source:
         assert image.size == source.size
     assert Path(png).is_file() and "span" in legend
+
+
+def test_a_bad_upload_through_the_api_is_a_clear_error(server, tmp_path: Path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(server, verbose=False)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(text)), "1.0", False, False, api_name="/segment")
+    import atrous.serve
+
+    assert not Path(atrous.serve.__file__).with_suffix(".pyi").exists()  # no stub left behind
 
 
 def _browser():

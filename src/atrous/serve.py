@@ -2,6 +2,12 @@
 weights or an exported ONNX file: upload an image or pick a bundled example, choose scales,
 flip and the dense CRF, and see the overlay with a legend of the classes present, a per-class
 area table and the class-id PNG to download.
+
+Bad uploads (empty, not an image, over :data:`MAX_UPLOAD_PIXELS`) are answered with one clear
+message (:func:`check_upload`), checked before the image is decoded. Files: the class-id PNGs
+live in one temporary folder per app (:class:`Segmenter`, the last 16 kept); Gradio's own cache
+of uploads and results is emptied of files older than an hour, every half hour
+(:data:`DELETE_CACHE`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import numpy as np
 from PIL import Image
 
 from .data.palette import overlay, save_palette_png, voc_colormap
-from .errors import AtrousError
+from .errors import AtrousError, ConfigError
 from .inference import Predictor
 from .refine import dense_crf
 
 EXAMPLES = Path(__file__).parent / "serve_examples"
 MAX_SIDE = 1024  # larger uploads are resized (with a notice) so a CPU answers in seconds
+MAX_UPLOAD_PIXELS = 40_000_000  # larger uploads are refused before they are decoded
+DELETE_CACHE = (1800, 3600)  # gr.Blocks(delete_cache=): every 30 min, files older than 1 h
 SCALES = {
     "1.0": (1.0,),
     "0.75, 1.0, 1.25": (0.75, 1.0, 1.25),
@@ -40,11 +48,59 @@ def load_predictor(source: str, *, device: str = "cpu") -> Predictor:
     if source in WEIGHTS:
         return Predictor.from_loaded(load_weights(source), device=device, fast=True)
     path = Path(source)
-    if not path.exists():
+    if not path.is_file():
         raise AtrousError(f"{path}: no such checkpoint or exported file (or weights name)")
-    loaded = load(path)
+    try:
+        loaded = load(path)
+    except ImportError as err:  # an .onnx file without onnxruntime
+        raise ConfigError(f"{path}: {err}") from None
     fast = path.suffix != ".onnx" and loaded.spec is not None
     return Predictor.from_loaded(loaded, device=device, fast=fast)
+
+
+def check_upload(path: str | Path) -> None:
+    """Raise ``ValueError`` with one clear message if the uploaded file at ``path`` is empty,
+    not an image Pillow reads, or over :data:`MAX_UPLOAD_PIXELS` (read from its header, before
+    any decoding)."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ValueError("the upload is empty (0 bytes); upload a PNG or JPEG image")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        too_large = "the image is far too large (a decompression bomb?); upload a smaller one"
+        raise ValueError(too_large) from None
+    except (OSError, ValueError, SyntaxError):
+        not_image = "the upload is not an image this demo reads; upload a PNG or JPEG"
+        raise ValueError(not_image) from None
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise ValueError(
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} megapixels); this demo "
+            f"takes at most {MAX_UPLOAD_PIXELS / 1e6:.0f}: downscale it first"
+        )
+
+
+def _checked_upload(gr: Any, image: Any) -> Any:
+    """Make ``image`` (a ``gr.Image``) answer bad uploads with one ``gr.Error``
+    (:func:`check_upload`) instead of Gradio's generic error. Its ``preprocess`` is wrapped on
+    the instance: subclassing a Gradio component would make Gradio write a ``.pyi`` file next
+    to this module."""
+    decode = image.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            if payload is not None and getattr(payload, "path", None):
+                check_upload(payload.path)
+            return decode(payload)
+        except gr.Error:
+            raise
+        except Exception as err:  # Gradio's decoding: PIL and numpy errors
+            message = str(err) if isinstance(err, ValueError) else type(err).__name__
+            raise gr.Error(message or "the upload could not be read as an image") from None
+
+    image.preprocess = preprocess
+    return image
 
 
 def _legend(
@@ -163,15 +219,19 @@ def build_app(predictor: Predictor, *, title: str = "atrous: DeepLab segmentatio
             return segment(segmenter, image, scales, flip, crf)
         except ValueError as err:
             raise gr.Error(str(err)) from None
+        except MemoryError:
+            raise gr.Error("out of memory for this image; try a smaller one") from None
 
     examples = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
-    with gr.Blocks(title=title) as app:
+    with gr.Blocks(title=title, delete_cache=DELETE_CACHE) as app:
         gr.Markdown(f"# {title}\nUpload an image or pick an example; the overlay shows each "
                     "pixel's class. Multi-scale and flip average the softmax (DeepLabv3's "
                     "evaluation); the dense CRF sharpens boundaries (DeepLab v1/v2).")  # fmt: skip
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="numpy", label="image", elem_id="input-image")
+                image = _checked_upload(
+                    gr, gr.Image(type="numpy", label="image", elem_id="input-image")
+                )
                 scales = gr.Dropdown(list(SCALES), value="1.0", label="scales")
                 flip = gr.Checkbox(label="left-right flip")
                 crf = gr.Checkbox(label="dense CRF")
