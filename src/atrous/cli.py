@@ -51,6 +51,7 @@ def _eval(args: argparse.Namespace) -> None:
         refinement_table,
         trimap_line,
     )
+    from .evaluation.checkpoints import check_eval_outputs
     from .evaluation.report import worst_images_line
     from .loader import load
     from .metrics import write_json
@@ -59,13 +60,16 @@ def _eval(args: argparse.Namespace) -> None:
         return _eval_coco_panoptic(args)
     if not args.checkpoint:
         raise ConfigError("atrous eval needs --checkpoint (or --panoptic PREDICTIONS_JSON)")
+    out = Path(args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json"))
+    refining = args.crf or args.domain_transform
+    picture = out.with_name(f"{out.stem}_refinement.png") if refining else None
+    check_eval_outputs(out, picture)  # before the checkpoint is read and the work starts
     loaded = load(args.checkpoint, checkpoint_only=True)  # read once, for refiners and scoring
     refiners = _refiners(args, loaded.state.get("config"))
-    out = Path(args.out or Path(args.checkpoint).with_name(f"eval_{args.split or 'all'}.json"))
-    picture = out.with_name(f"{out.stem}_refinement.png") if refiners else None
     result, classes = evaluate_checkpoint(
         loaded,
         args.data,
+        out=out,
         split=args.split,
         dataset=args.dataset,
         device=args.device,
@@ -93,11 +97,13 @@ def _eval(args: argparse.Namespace) -> None:
 def _eval_coco_panoptic(args: argparse.Namespace) -> None:
     from .evaluation import panoptic_table
     from .evaluation.coco_panoptic import score_coco_panoptic
+    from .inference import check_output_file
     from .metrics import write_json
 
+    out = Path(args.out or Path(args.panoptic).with_name("panoptic_scores.json"))
+    check_output_file(out, replaceable=_written_by("pq"))
     result = score_coco_panoptic(args.data, args.panoptic)
     print(panoptic_table(result))
-    out = Path(args.out or Path(args.panoptic).with_name("panoptic_scores.json"))
     write_json(out, result, predictions=str(args.panoptic), ground_truth=str(args.data))
     print(f"PQ {100 * result['pq']:.2f}  PC {100 * result['pc']:.2f} over {result['images']} "
           f"images (written to {out})")  # fmt: skip
@@ -107,7 +113,12 @@ def _crf_search(args: argparse.Namespace) -> None:
     import json
 
     from .evaluation import crf_search_table, search_crf_checkpoint
+    from .inference import check_output_file
 
+    out = check_output_file(
+        args.out or Path(args.checkpoint).with_name("crf_search.json"),
+        replaceable=_written_by("results"),
+    )
     found = search_crf_checkpoint(
         args.checkpoint,
         args.data,
@@ -119,18 +130,34 @@ def _crf_search(args: argparse.Namespace) -> None:
         **_predictor_options(args),
     )
     print(crf_search_table(found))
-    out = args.out or Path(args.checkpoint).with_name("crf_search.json")
-    Path(out).write_text(json.dumps(found, indent=2) + "\n")
+    out.write_text(json.dumps(found, indent=2) + "\n")
     print(f"all combinations written to {out}")
+
+
+def _written_by(key: str) -> Any:
+    """A test that an existing file is a JSON report atrous wrote (it holds ``key``), so a
+    re-run may replace it and nothing else."""
+
+    def replaceable(path: Path) -> bool:
+        import json
+
+        try:
+            return key in json.loads(path.read_text())
+        except (OSError, ValueError, TypeError):
+            return False
+
+    return replaceable
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .evaluation import chain
-    from .inference import Predictor, find_images, predict_to_files
+    from .inference import Predictor, find_images, plan_outputs, predict_to_files
     from .loader import load, load_weights
 
     if bool(args.checkpoint) == bool(args.weights):
         raise ConfigError("atrous predict needs --checkpoint or --weights (one of them)")
+    paths = find_images(args.inputs)
+    plan_outputs(paths, args.out)  # no input or foreign file replaced: checked before loading
     loaded = (
         load_weights(args.weights) if args.weights else load(args.checkpoint, checkpoint_only=True)
     )
@@ -143,10 +170,10 @@ def _predict(args: argparse.Namespace) -> int:
             f"--save-attention: {args.checkpoint or args.weights} was not trained with "
             "model.scale_attention"
         )
-    written = predict_to_files(
-        predictor, find_images(args.inputs), args.out, attention=args.save_attention
-    )
+    written = predict_to_files(predictor, paths, args.out, attention=args.save_attention)
     print(f"wrote {len(written)} masks and overlays to {args.out}")
+    for path, note in written.notices:
+        print(f"  {path}: {note}", file=sys.stderr)
     if written.failed:
         print(f"atrous predict: {len(written.failed)} image(s) not read:", file=sys.stderr)
         for path, reason in written.failed:
