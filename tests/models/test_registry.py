@@ -81,7 +81,9 @@ def test_hash_mismatch_and_offline_errors(served, tmp_path, monkeypatch):
         from_weights(NAME)
     offline = dataclasses.replace(wrong, url="file:///nowhere/deeplabv3_resnet50_coco-none.pth")
     monkeypatch.setitem(registry.WEIGHTS, NAME, offline)
-    with pytest.raises(CheckpointError, match=r"could not download file:///nowhere.*weights_file_path="):
+    with pytest.raises(
+        CheckpointError, match=r"could not download file:///nowhere.*weights_file_path="
+    ):
         from_weights(NAME)
     # a file the user downloaded by hand is accepted (and checked)
     right = dataclasses.replace(
