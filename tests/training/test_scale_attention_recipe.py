@@ -39,6 +39,7 @@ def test_a_recipe_trains_attention_to_scale_and_the_tools_take_it(
                  "--out", str(out), "--save-attention", "--device", "cpu"]) == 0  # fmt: skip
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        "atrous_predictions.json",  # the writer's list of what it wrote
         "val_0000.png",
         "val_0000_attention_0.50.png",
         "val_0000_attention_1.00.png",
