@@ -178,3 +178,11 @@ def test_a_worker_error_reaches_the_user_as_its_own_line(tiny_data: Path, tmp_pa
         train(cfg, progress=False)
     assert "Traceback" not in str(err.value) and first.name in str(err.value)
     json.dumps(str(err.value))
+
+
+def test_a_folder_with_a_log_and_no_checkpoint_says_so(tiny_data: Path, tmp_path: Path):
+    (tmp_path / "train_log.jsonl").write_text('{"step": 1, "loss": NaN}\n')
+    with pytest.raises(ConfigError, match="left no checkpoint .*train_log.jsonl.*resume: auto"):
+        train(tiny_config(tiny_data, tmp_path, "train.steps=1"), progress=False)
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=1", "train.resume=auto")
+    assert len(train(cfg, progress=False)["losses"]) == 1  # auto starts over

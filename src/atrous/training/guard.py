@@ -64,6 +64,12 @@ def resume_or_refuse(cfg: Any, resume: bool) -> bool:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"train.out_dir = {out}: is a file, not a folder")
     found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not checkpoint.is_file():
+        raise ConfigError(
+            f"train.out_dir = {out} holds a run that left no checkpoint ({', '.join(found)}); "
+            "remove those files, give this run another train.out_dir, or set train.resume: "
+            "auto to start over there"
+        )
     if found:
         raise ConfigError(
             f"train.out_dir = {out} already holds a run ({', '.join(found)}); continue it with "
