@@ -53,7 +53,9 @@ def resume_or_refuse(cfg: Any, resume: bool) -> bool:
     checkpoint = out / CHECKPOINT_NAME
     wanted = resume or cfg.train.resume is True
     if cfg.train.resume == "auto" and not resume:
-        wanted = checkpoint.is_file()
+        if not checkpoint.is_file():
+            return False  # nothing to continue: start (over), as a restarted job expects
+        wanted = True
     if wanted:
         if not checkpoint.is_file():
             raise ConfigError(
