@@ -186,3 +186,14 @@ def test_folder_side_files_are_checked(tmp_path: Path):
     (root / "train.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(DataError, match="train.txt: unreadable split file"):
         build_dataset("folder", root, "train")
+
+
+def test_a_pil_image_with_exif_orientation_is_taken_as_displayed(tmp_path: Path):
+    from atrous.inference import to_image_tensor
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: a portrait phone photo stored landscape
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(path, exif=exif)
+    with Image.open(path) as opened:
+        assert to_image_tensor(opened).shape == (3, 40, 20)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
@@ -44,8 +44,9 @@ def to_image_tensor(image: ImageLike) -> tv_tensors.Image:
     """A path, PIL image, ``HxWx3`` uint8 array or ``3xHxW`` uint8 tensor -> uint8 ``3xHxW``."""
     if isinstance(image, (str, Path)):
         return read_image(image)
-    if isinstance(image, Image.Image):
-        return tv_tensors.Image(F.pil_to_tensor(image.convert("RGB")))
+    if isinstance(image, Image.Image):  # as it displays: its EXIF orientation applied
+        upright = ImageOps.exif_transpose(image) or image
+        return tv_tensors.Image(F.pil_to_tensor(upright.convert("RGB")))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(
