@@ -1,10 +1,13 @@
-"""Data-parallel training: two Gloo processes on CPU against one process with their global batch."""
+"""Data-parallel training: two Gloo processes on CPU, on one "node" or on two, against one process
+with their global batch."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -71,32 +74,102 @@ def test_two_gloo_processes_match_one_process_with_their_global_batch(
         tiny_config(tiny_data, tmp_path / "one", *common, "train.batch_size=2"), progress=False
     )
 
-    cfg = tiny_config(tiny_data, tmp_path / "two", *common, "train.batch_size=1")
-    recipe = tmp_path / "two.yaml"
-    recipe.write_text(yaml.safe_dump(to_dict(cfg)))
-    env = {
+    recipe = _half_batch_recipe(tiny_data, tmp_path, "two", *common)
+    command = [
+        *TORCHRUN,
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        *TRAIN,
+        str(recipe),
+    ]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("mIoU") == 1  # rank 0 alone prints the table
+    _assert_same_as_one_process(tmp_path / "two", single, steps)
+
+
+def test_two_nodes_with_c10d_rendezvous_match_one_process(tiny_data: Path, tmp_path: Path):
+    # Two torchrun agents, each one "node" of one process, meet at a c10d rendezvous on this
+    # machine, as on a cluster (docs/distributed.md); no node rank or master address is given.
+    steps = 3
+    common = ("train.steps=3", "train.freeze_bn=true", "train.checkpoint_every=2", "train.amp=none")
+    single = train(
+        tiny_config(tiny_data, tmp_path / "one", *common, "train.batch_size=2"), progress=False
+    )
+
+    recipe = _half_batch_recipe(tiny_data, tmp_path, "nodes", *common)
+    command = [
+        *TORCHRUN,
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
+        f"--rdzv-id=atrous-test-{uuid.uuid4().hex[:8]}",
+        *TRAIN,
+        str(recipe),
+    ]
+    logs = [tmp_path / f"node{i}.log" for i in range(2)]
+    nodes: list[subprocess.Popen] = []
+    try:
+        for log in logs:
+            with log.open("w") as sink:  # the child keeps its own copy of the descriptor
+                nodes.append(
+                    subprocess.Popen(
+                        command,
+                        env=_env(),
+                        stdout=sink,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                        start_new_session=True,
+                    )
+                )
+        codes = [node.wait(timeout=120) for node in nodes]
+    finally:
+        _stop(nodes)
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n".join(out[-3000:] for out in outputs)
+    # One node holds rank 0, which alone prints the table and writes into the shared out_dir.
+    assert sorted(out.count("mIoU") for out in outputs) == [0, 1]
+    _assert_same_as_one_process(tmp_path / "nodes", single, steps)
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+TRAIN = ["-m", "atrous", "train", "--config"]
+
+
+def _stop(agents: list[subprocess.Popen]) -> None:
+    """End the torchrun agents still running: SIGTERM first, on which an agent stops its
+    workers (they run in sessions of their own), then SIGKILL to the agent's group."""
+    for agent in agents:
+        if agent.poll() is None:
+            agent.terminate()
+    for agent in agents:
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+
+
+def _env() -> dict[str, str]:
+    return {
         **os.environ,
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        "-m",
-        "atrous",
-        "train",
-        "--config",
-        str(recipe),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.count("mIoU") == 1  # rank 0 alone prints the table
 
-    out = tmp_path / "two"
+
+def _half_batch_recipe(tiny_data: Path, tmp_path: Path, name: str, *common: str) -> Path:
+    """The tiny recipe with batch 1 per process, out_dir ``tmp_path / name``, as a YAML file."""
+    cfg = tiny_config(tiny_data, tmp_path / name, *common, "train.batch_size=1")
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(yaml.safe_dump(to_dict(cfg)))
+    return recipe
+
+
+def _assert_same_as_one_process(out: Path, single: dict, steps: int) -> None:
+    """``out`` holds rank 0's files of a 2-process run equal to ``single`` (global batch)."""
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint.pt",
         "metrics.json",
