@@ -9,6 +9,8 @@ returns the model. Without a network the error names the URL and how to pass a d
 :func:`save_pretrained` / :func:`from_pretrained` write and read a directory (``config.json`` with
 the model spec, classes, palette and preprocessing; ``model.safetensors``); ``"hf-hub:owner/name"``
 reads one from the Hugging Face Hub (extra ``atrous[hub]``), :func:`push_to_hub` uploads one.
+``save_pretrained`` also writes a model card (``README.md``, :mod:`.card`) in the Hub's
+conventions, with the results :func:`~.card.metrics_from_run` reads from a training run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import tarfile
 import tempfile
 import urllib.error
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from torch import nn
 from ...data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ...errors import CheckpointError
 from ..spec import ModelSpec
+from .card import card_settings, write_card
 from .tf import convert_tf_checkpoint
 from .torchvision import from_torchvision
 
@@ -221,11 +225,32 @@ def save_pretrained(
     palette: Any = None,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
+    metrics: Mapping[str, Any] | None = None,
+    protocol: Mapping[str, Any] | None = None,
+    license: str = "apache-2.0",
+    datasets: Sequence[str] | str | None = None,
+    tags: Sequence[str] | str | None = None,
+    card: bool = True,
 ) -> Path:
     """Write ``model`` to ``directory``: ``config.json`` (the spec, classes, palette,
-    preprocessing) and ``model.safetensors``."""
+    preprocessing), ``model.safetensors`` and, with ``card``, a model card ``README.md``
+    (:mod:`.card`: the Hub's front matter with ``library_name: atrous``, ``pipeline_tag:
+    image-segmentation``, ``license``, ``datasets``, ``tags`` and the results as a
+    ``model-index``; what the model is, its results, preprocessing and a usage snippet).
+
+    ``metrics`` are fractions as atrous's evaluators write them (``{"miou": 0.78, "pq": ...}``,
+    or a whole ``metrics.json``); ``protocol`` says how they were measured (``split``,
+    ``output_stride`` (default the model's), ``scales`` (default ``[1.0]``), ``flip`` (default
+    False), ``step``, ``dataset``). :func:`~.card.metrics_from_run` reads both from a training
+    run: ``save_pretrained(model, dir, spec=..., classes=..., **metrics_from_run(out_dir))``.
+    The front matter is written by ``huggingface_hub`` when installed, else with the same keys
+    by pyyaml. A ``README.md`` that atrous did not write is kept."""
     from safetensors.torch import save_file
 
+    settings = card_settings(
+        metrics=metrics, protocol=protocol, license=license, datasets=datasets, tags=tags,
+        output_stride=_output_stride(model, spec),
+    )  # fmt: skip
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {
@@ -235,11 +260,20 @@ def save_pretrained(
         "palette": None if palette is None else [list(map(int, c)) for c in palette],
         "mean": list(mean),
         "std": list(std),
+        "card": settings,
     }
     (directory / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE))
+    if card:
+        write_card(directory, config, source=str(directory))
     return directory
+
+
+def _output_stride(model: nn.Module, spec: ModelSpec) -> int | None:
+    """The output stride ``model`` runs at (its attribute, else the spec's)."""
+    value = getattr(model, "output_stride", None) or spec.kwargs.get("output_stride")
+    return int(value) if isinstance(value, int) else None
 
 
 def from_pretrained(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -269,13 +303,18 @@ def from_pretrained(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), config
 
 
-def push_to_hub(directory: str | Path, repo_id: str, **options: Any) -> str:
+def push_to_hub(directory: str | Path, repo_id: str, *, card: bool = True, **options: Any) -> str:
     """Upload a :func:`save_pretrained` directory to the Hugging Face Hub (extra ``atrous[hub]``;
-    ``options`` go to ``huggingface_hub.upload_folder``, e.g. ``token``)."""
+    ``options`` go to ``huggingface_hub.upload_folder``, e.g. ``token``). With ``card``, the
+    directory's model card is written first (its usage snippet loading
+    ``"hf-hub:<repo_id>"``), unless it holds a ``README.md`` that atrous did not write."""
     try:
         from huggingface_hub import create_repo, upload_folder
     except ImportError as err:
         raise ImportError("pushing to the hub needs: pip install 'atrous[hub]'") from err
+    config_path = Path(directory) / CONFIG
+    if card and config_path.is_file():
+        write_card(directory, json.loads(config_path.read_text()), source=f"hf-hub:{repo_id}")
     create_repo(repo_id, exist_ok=True, token=options.get("token"))
     upload_folder(repo_id=repo_id, folder_path=str(directory), **options)
     return f"hf-hub:{repo_id}"
