@@ -31,6 +31,8 @@ RULES: tuple[Rule, ...] = (
     ("train.clip_grad_norm", lambda v: v is None or v > 0, "must be a positive norm or null"),
     ("train.bn_momentum", lambda v: v is None or 0 <= v <= 1, "must be in [0, 1] or null"),
     ("train.resume", lambda v: v in (True, False, "auto"), "must be true, false or auto"),
+    ("train.eval_every", lambda v: v >= 0, "must be 0 (only at the end) or more steps"),
+    ("train.early_stop", lambda v: v >= 0, "must be 0 (never) or more evaluations"),
     ("data.crop_size", lambda v: v >= 1, "must be 1 or more pixels"),
     ("data.scale_step", lambda v: v >= 0, "must be 0 (continuous) or more"),
     ("data.num_workers", lambda v: v >= 0, "must be 0 (the main process) or more"),
@@ -62,5 +64,7 @@ def check_values(cfg: Any, source: str = "config") -> None:
         if not ok:
             shown = list(value) if isinstance(value, tuple) else value
             bad.append(f"{key} = {shown!r}: {expected}")
+    if cfg.train.early_stop and not cfg.train.eval_every:
+        bad.append("train.early_stop needs train.eval_every (evaluations to count)")
     if bad:
         raise ConfigError(f"{source}: " + "; ".join(bad))

@@ -171,6 +171,13 @@ class TrainConfig:
     # continue out_dir/checkpoint.pt (`atrous train --resume`); "auto": continue it when it
     # exists, else start (preempted jobs, torchrun --max-restarts)
     resume: bool | str = False
+    # validation while training: every eval_every steps (0: only at the end) the val split is
+    # scored with the task's evaluator; best.pt keeps the weights with the best best_metric
+    # (default: the task's main metric, e.g. miou, panoptic.pq); early_stop: stop after this
+    # many evaluations without a gain (0: never)
+    eval_every: int = 0
+    best_metric: str | None = None
+    early_stop: int = 0
 
 
 @dataclass

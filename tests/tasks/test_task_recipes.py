@@ -23,7 +23,9 @@ def _recipe(tmp_path: Path, **sections) -> Path:
 def test_the_tasks_are_registered_by_name():
     assert {"semantic", "weak", "panoptic"} <= set(TASKS)
     assert all(TASKS[name].name == name for name in TASKS)
-    assert TASKS["panoptic"].main_metric == "pq" and TASKS["semantic"].main_metric == "miou"
+    assert (
+        TASKS["panoptic"].main_metric == "panoptic.pq" and TASKS["semantic"].main_metric == "miou"
+    )
 
 
 def test_default_and_legacy_recipes_resolve_their_task(tmp_path: Path):

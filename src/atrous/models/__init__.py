@@ -2,6 +2,7 @@
 
 from .auto_deeplab import auto_deeplab
 from .builders import MODELS, build_model
+from .convert.card import metrics_from_run
 from .convert.registry import (
     WEIGHTS,
     Weights,
@@ -60,5 +61,6 @@ __all__ = [
     "list_weights",
     "push_to_hub",
     "save_pretrained",
+    "metrics_from_run",
     "with_scale_attention",
 ]

@@ -61,8 +61,8 @@ def all_reduce_(tensors: list[Tensor], device: torch.device) -> None:
 class Task:
     """The semantic defaults every task starts from; subclasses override what differs.
 
-    ``name`` is the recipe's ``task:`` value, ``main_metric`` the key of :meth:`evaluate`'s
-    result that a run is judged by (the best checkpoint, early stopping)."""
+    ``name`` is the recipe's ``task:`` value, ``main_metric`` the (dotted) key of its
+    evaluator's result that a run is judged by (``best.pt``, early stopping)."""
 
     name: ClassVar[str] = ""
     main_metric: ClassVar[str] = "miou"

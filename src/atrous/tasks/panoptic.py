@@ -112,7 +112,7 @@ class PanopticTask(Task):
     made from ``[N, 2, H, W]`` masks; scored by mIoU, PQ and Parsing Covering."""
 
     name = "panoptic"
-    main_metric = "pq"
+    main_metric = "panoptic.pq"
 
     def __init__(self, thing_classes: Any = None) -> None:
         self.thing_classes = None if thing_classes is None else tuple(thing_classes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -112,3 +113,13 @@ def global_mean(
     if total_count == 0:
         return 1.0, 0.0
     return count * info.world_size / total_count, total / total_count
+
+
+def rank0_decides(value: Any, info: WorldInfo) -> Any:
+    """Rank 0's ``value`` on every rank (e.g. whether to resume), so that nodes with their
+    own disks cannot take different decisions (a no-op on one process)."""
+    if not info.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -21,22 +21,21 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..config import Config
 from ..config_checks import check_values
-from ..evaluation import accumulate, format_table, panoptic_table
-from ..inference import Predictor
+from ..evaluation import format_table, panoptic_table
 from ..metrics import write_json
 from ..models.progress import set_training_progress
 from ..tasks.losses import kept_pixel_count, mining_fraction
-from .distributed import barrier, cleanup, global_mean, init_distributed
+from .distributed import barrier, cleanup, global_mean, init_distributed, rank0_decides
 from .guard import StopAtStepEnd, check_device, check_finite, resume_or_refuse
 from .optim import autocast, check_amp, freeze_batchnorm
 from .runlog import LOG_NAME, RunLog
 from .setup import CHECKPOINT_NAME, Run, batches, setup
+from .validation import BEST_NAME, metric_value
 
 __all__ = ["CHECKPOINT_NAME", "LOG_NAME", "train"]
 
@@ -60,6 +59,7 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
     check_amp(cfg.train.amp, device)
     resume = resume_or_refuse(cfg, resume)
     world, device = init_distributed(device)
+    resume = rank0_decides(resume, world)  # every node continues, or none does
     try:
         main = progress and world.is_main
         run = setup(cfg, world, device, resume=resume, progress=main)
@@ -127,21 +127,53 @@ def _step_loop(run: Run, log: RunLog, *, progress: bool) -> list[float]:
             lr = run.scheduler.get_last_lr()[0]
             losses.append(_train_step(run, stream, step))
             bar.update()
-            done = step + 1
+            run.step = done = step + 1
             if done % t.log_every == 0 or done == t.steps:
                 check_finite(None, losses[-1:], step, run.checkpoint)  # stop early, not at a save
                 _log_step(log, bar, done, losses[-1].item(), lr, clock.lap(done))
             if done == t.steps and t.precise_bn and not t.freeze_bn:
                 _precise_bn(run, stream)
-            if done % t.checkpoint_every == 0 or done == t.steps or stop.requested:
+            if t.eval_every and done % t.eval_every == 0 and done < t.steps and run.val_set:
+                clock.pause(_validate(run, log, bar, done, progress=progress))
+            early = run.validation.should_stop
+            if done % t.checkpoint_every == 0 or done == t.steps or stop.requested or early:
                 check_finite(run.model, losses[checked:], run.start + checked, run.checkpoint)
                 checked = len(losses)
                 _checkpoint(run, done)
             if stop.requested:
                 bar.close()
                 stop.report(done, run.checkpoint)
+            if early:
+                _say(progress, f"early stop after step {done}: {t.early_stop} evaluations "
+                     f"without a gain in {run.validation.metric}")  # fmt: skip
+                break
     bar.close()
     return [float(v) for v in torch.stack(losses).tolist()] if losses else []
+
+
+def _validate(run: Run, log: RunLog, bar: Any, step: int, *, progress: bool) -> float:
+    """Evaluate on the validation split during training: the task's metrics and the per-class
+    table to the log (JSONL, TensorBoard) and the bar, ``best.pt`` when they are the best so
+    far. Returns the seconds it took (kept out of the training throughput)."""
+    metrics, seconds = run.validation.evaluate(progress=False)
+    improved = run.validation.record(step, metrics)
+    value = metric_value(metrics, run.validation.metric)
+    name = run.validation.metric
+    bar.set_postfix(**{name: f"{100 * value:.2f}", "best": "*" if improved else ""})
+    per_class = {
+        f"val/iou/{c}": v
+        for c, v in zip(run.train_set.classes, metrics.get("iou", []), strict=False)
+        if v == v  # absent classes (NaN) are left out of TensorBoard
+    }
+    record = {"step": step, "split": run.cfg.data.val_split, "eval": metrics,
+              "eval_seconds": seconds, "best": improved}  # fmt: skip
+    log.write(record, **{f"val/{name}": value, "val/eval_seconds": seconds, **per_class})
+    return seconds
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text)
 
 
 class _Clock:
@@ -149,6 +181,10 @@ class _Clock:
 
     def __init__(self, step: int, images_per_step: int) -> None:
         self.step, self.time, self.images_per_step = step, time.perf_counter(), images_per_step
+
+    def pause(self, seconds: float) -> None:
+        """Leave ``seconds`` (an evaluation) out of the throughput."""
+        self.time += seconds
 
     def lap(self, step: int) -> dict[str, float]:
         now = time.perf_counter()
@@ -189,26 +225,27 @@ def _precise_bn(run: Run, stream: Any) -> None:
 
 def _final_evaluation(run: Run, log: RunLog, *, progress: bool) -> dict[str, Any] | None:
     """Score the trained model with the task's evaluator on the validation split (sharded over
-    ranks, counts reduced) into ``metrics.json`` and the log; None without a validation split."""
+    ranks, counts reduced) into ``metrics.json`` and the log; None without a validation split.
+    With ``train.eval_every`` it is one more evaluation for ``best.pt``."""
     if run.val_set is None:
         return None
-    d, world = run.cfg.data, run.world
-    predictor = Predictor(
-        run.model, mean=d.mean, std=d.std, device=run.device, info=run.train_set.info
-    )
-    evaluator = run.task.evaluator(predictor, run.train_set.num_classes)
-    shard = Subset(run.val_set, range(world.rank, len(run.val_set), world.world_size))
-    accumulate(predictor, shard, {"metrics": evaluator}, task=run.task, progress=progress)
-    evaluator.all_reduce(run.device)
-    metrics = evaluator.compute()
-    metrics.pop("confusion_matrix", None)
+    d, world, t = run.cfg.data, run.world, run.cfg.train
+    metrics, seconds = run.validation.evaluate(progress=progress)
+    step = run.step or run.start
+    improved = bool(t.eval_every) and run.validation.record(step, metrics)
     if world.is_main:
-        steps, classes = run.cfg.train.steps, list(run.train_set.classes)
-        out = Path(run.cfg.train.out_dir) / "metrics.json"
-        write_json(out, metrics, classes=classes, split=d.val_split, step=steps)
-        log.write({"step": steps, "split": d.val_split, "eval": metrics}, miou=metrics["miou"])
+        classes = list(run.train_set.classes)
+        out = Path(t.out_dir) / "metrics.json"
+        write_json(out, metrics, classes=classes, split=d.val_split, step=step)
+        best = {"best": improved} if t.eval_every else {}
+        record = {"step": step, "split": d.val_split, "eval": metrics, "eval_seconds": seconds}
+        log.write({**record, **best}, miou=metrics["miou"])
     if progress:
         print(format_table(metrics, run.train_set.classes))
         if "panoptic" in metrics:
             print(panoptic_table(metrics["panoptic"]))
+        if run.validation.best is not None and t.eval_every:
+            best = run.validation.best
+            print(f"best {best['metric']} {100 * best['value']:.2f} at step {best['step']} "
+                  f"({Path(t.out_dir) / BEST_NAME})")  # fmt: skip
     return metrics

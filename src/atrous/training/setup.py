@@ -27,6 +27,7 @@ from .optim import freeze_batchnorm, param_groups, resolve_amp
 from .sampler import SeededItems, StepSampler
 from .schedules import poly_lr
 from .state import restore, training_state
+from .validation import Validation
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -50,6 +51,8 @@ class Run:
     start: int
     checkpoint: Path
     amp: str  # the mixed precision that runs: "none", "bf16" or "fp16" ("auto" resolved)
+    validation: Any = None  # the Validation state (best value, evaluations without a gain)
+    step: int = 0  # the last step done
 
     def snapshot(self, step: int) -> dict[str, Any]:
         """The checkpoint at ``step``: the training state, the recipe and what inference needs."""
@@ -64,6 +67,7 @@ class Run:
             "palette": self.train_set.palette.tolist(),
             "mean": list(d.mean),
             "std": list(d.std),
+            "validation": self.validation.state() if self.validation is not None else None,
         }
 
 
@@ -96,15 +100,22 @@ def setup(
     amp = resolve_amp(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     checkpoint = Path(t.out_dir) / CHECKPOINT_NAME
-    start = restore(checkpoint, model, optimizer, scheduler, scaler, device) if resume else 0
+    if resume and not checkpoint.is_file():  # rank 0 resumes, this node cannot see its file
+        raise ConfigError(
+            f"{checkpoint}: rank {world.rank} cannot read the checkpoint rank 0 resumes from; "
+            "train.out_dir must be on a file system every node shares"
+        )
+    saved = restore(checkpoint, model, optimizer, scheduler, scaler, device) if resume else {}
     net: nn.Module = model
     if world.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-    return Run(
+    run = Run(
         cfg, task, world, device, train_set, val_set, spec, model, net,
-        optimizer, scheduler, scaler, start, checkpoint, amp,
+        optimizer, scheduler, scaler, int(saved.get("step", 0)), checkpoint, amp,
     )  # fmt: skip
+    run.validation = Validation(run, saved.get("validation"))
+    return run
 
 
 def datasets(cfg: Config, task: Task, *, progress: bool) -> tuple[Dataset, Dataset | None]:

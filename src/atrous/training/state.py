@@ -42,8 +42,9 @@ def restore(
     scheduler: LRScheduler,
     scaler: torch.amp.GradScaler,
     device: torch.device,
-) -> int:
-    """Load what :func:`training_state` saved; returns the step to continue from."""
+) -> dict[str, Any]:
+    """Load what :func:`training_state` saved; returns the checkpoint (its ``step`` is where
+    to continue from, beside what else the run saved in it)."""
     state = load_checkpoint(path)
     load_model_state(model, state["model"], path)
     optimizer.load_state_dict(state["optimizer"])
@@ -53,4 +54,4 @@ def restore(
     torch.set_rng_state(state["rng"]["torch"])
     if device.type == "cuda" and "cuda" in state["rng"]:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return int(state["step"])
+    return state
