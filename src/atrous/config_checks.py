@@ -11,6 +11,9 @@ from .errors import ConfigError
 
 Rule = tuple[str, Callable[[Any], bool], str]
 
+LOGGER_NAMES = ("jsonl", "tensorboard", "mlflow", "wandb")
+"""What ``train.loggers`` may name (``atrous.training.loggers``)."""
+
 RULES: tuple[Rule, ...] = (
     ("train.steps", lambda v: v >= 1, "must be 1 or more"),
     ("train.batch_size", lambda v: v >= 1, "must be 1 or more (images per process)"),
@@ -33,6 +36,11 @@ RULES: tuple[Rule, ...] = (
     ("train.resume", lambda v: v in (True, False, "auto"), "must be true, false or auto"),
     ("train.eval_every", lambda v: v >= 0, "must be 0 (only at the end) or more steps"),
     ("train.early_stop", lambda v: v >= 0, "must be 0 (never) or more evaluations"),
+    (
+        "train.loggers",
+        lambda v: set(v) <= set(LOGGER_NAMES),
+        f"may name {', '.join(LOGGER_NAMES)}",
+    ),
     ("data.crop_size", lambda v: v >= 1, "must be 1 or more pixels"),
     ("data.scale_step", lambda v: v >= 0, "must be 0 (continuous) or more"),
     ("data.num_workers", lambda v: v >= 0, "must be 0 (the main process) or more"),

@@ -178,6 +178,10 @@ class TrainConfig:
     eval_every: int = 0
     best_metric: str | None = None
     early_stop: int = 0
+    # where the run is logged besides train_log.jsonl (always written): tensorboard (when
+    # installed), mlflow (atrous[mlflow]; out_dir/mlruns unless MLFLOW_TRACKING_URI), wandb
+    # (atrous[wandb]; WANDB_MODE=offline keeps it on disk)
+    loggers: tuple[str, ...] = ("jsonl", "tensorboard")
 
 
 @dataclass

@@ -173,6 +173,7 @@ def _assert_same_as_one_process(out: Path, single: dict, steps: int) -> None:
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint.pt",
         "metrics.json",
+        "predictions.png",  # image | ground truth | prediction of rank 0's first val images
         "train_log.jsonl",
     ]
     a, b = load_checkpoint(single["checkpoint"]), load_checkpoint(out / "checkpoint.pt")

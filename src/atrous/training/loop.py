@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
-from ..config import Config
+from ..config import Config, to_dict
 from ..config_checks import check_values
 from ..evaluation import format_table, panoptic_table
 from ..metrics import write_json
@@ -63,7 +63,10 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
     try:
         main = progress and world.is_main
         run = setup(cfg, world, device, resume=resume, progress=main)
-        log = RunLog(Path(cfg.train.out_dir), run.start, enabled=world.is_main)
+        log = RunLog(
+            Path(cfg.train.out_dir), run.start, enabled=world.is_main,
+            loggers=cfg.train.loggers, config=to_dict(cfg),
+        )  # fmt: skip
         try:
             losses = _step_loop(run, log, progress=main)
             metrics = _final_evaluation(run, log, progress=main)
@@ -230,7 +233,8 @@ def _final_evaluation(run: Run, log: RunLog, *, progress: bool) -> dict[str, Any
     if run.val_set is None:
         return None
     d, world, t = run.cfg.data, run.world, run.cfg.train
-    metrics, seconds = run.validation.evaluate(progress=progress)
+    picture = Path(t.out_dir) / "predictions.png"
+    metrics, seconds = run.validation.evaluate(progress=progress, picture=picture)
     step = run.step or run.start
     improved = bool(t.eval_every) and run.validation.record(step, metrics)
     if world.is_main:
@@ -239,7 +243,10 @@ def _final_evaluation(run: Run, log: RunLog, *, progress: bool) -> dict[str, Any
         write_json(out, metrics, classes=classes, split=d.val_split, step=step)
         best = {"best": improved} if t.eval_every else {}
         record = {"step": step, "split": d.val_split, "eval": metrics, "eval_seconds": seconds}
-        log.write({**record, **best}, miou=metrics["miou"])
+        log.write({**record, **best}, **{"val/miou": metrics["miou"]})
+        kept = Path(t.out_dir) / BEST_NAME
+        for path in (out, picture, kept if kept.is_file() else run.checkpoint):
+            log.artifact(path)
     if progress:
         print(format_table(metrics, run.train_set.classes))
         if "panoptic" in metrics:

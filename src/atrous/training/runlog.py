@@ -1,5 +1,5 @@
-"""The run log: ``train_log.jsonl`` (one JSON object per logged step, then the evaluation) and
-TensorBoard scalars when TensorBoard is installed."""
+"""The run log: ``train_log.jsonl`` (one JSON object per logged step, then the evaluations) and
+the trackers ``train.loggers`` names (:mod:`.loggers`: TensorBoard, MLflow, W&B)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from .loggers import open_loggers
 
 LOG_NAME = "train_log.jsonl"
 
@@ -21,11 +23,20 @@ def nan_to_none(value: Any) -> Any:
 
 
 class RunLog:
-    """``train_log.jsonl`` (a JSON object per logged step, then the evaluation) and TensorBoard
-    scalars when ``torch.utils.tensorboard`` imports (it needs the optional ``tensorboard``)."""
+    """``train_log.jsonl`` (a JSON object per logged step, then the evaluations) and the
+    trackers of ``loggers`` (TensorBoard by default, when it imports), given the scalars of each
+    record, ``config`` (the recipe) and the run's files (:meth:`artifact`)."""
 
-    def __init__(self, out: Path, start: int, enabled: bool) -> None:
-        self.path, self.enabled, self.board = out / LOG_NAME, enabled, None
+    def __init__(
+        self,
+        out: Path,
+        start: int,
+        enabled: bool,
+        *,
+        loggers: tuple[str, ...] = ("jsonl", "tensorboard"),
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.path, self.enabled, self.trackers = out / LOG_NAME, enabled, []
         if not enabled:
             return
         out.mkdir(parents=True, exist_ok=True)
@@ -34,21 +45,23 @@ class RunLog:
             records = [json.loads(x) for x in self.path.read_text().splitlines() if x.strip()]
             kept = [r for r in records if "eval" not in r and r.get("step", 0) <= start]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # no tensorboard package: the JSON log alone
-            return
-        self.board = SummaryWriter(str(out / "tensorboard"), purge_step=start or None)
+        self.trackers = open_loggers(tuple(loggers), out, start, config or {})
 
     def write(self, record: dict[str, Any], **scalars: float) -> None:
         if not self.enabled:
             return
         with self.path.open("a") as file:
             file.write(json.dumps(nan_to_none(record)) + "\n")
-        if self.board is not None:
-            for name, value in scalars.items():
-                self.board.add_scalar(name, value, record["step"])
+        finite = {k: float(v) for k, v in scalars.items() if math.isfinite(v)}
+        for tracker in self.trackers:
+            tracker.scalars(record["step"], finite)
+
+    def artifact(self, path: Path) -> None:
+        """Hand a file of the run (metrics, best checkpoint, picture) to the trackers."""
+        if self.enabled and Path(path).is_file():
+            for tracker in self.trackers:
+                tracker.artifact(Path(path))
 
     def close(self) -> None:
-        if self.board is not None:
-            self.board.close()
+        for tracker in self.trackers:
+            tracker.close()

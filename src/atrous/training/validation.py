@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from torch.utils.data import Subset
 
 from ..checkpoint import save_checkpoint
 from ..errors import ConfigError
-from ..evaluation import accumulate
+from ..evaluation import Examples, accumulate, comparison_grid
 from ..inference import Predictor
 from .distributed import barrier
 from .optim import freeze_batchnorm
@@ -55,9 +56,11 @@ class Validation:
     def should_stop(self) -> bool:
         return bool(self.patience) and self.stale >= self.patience
 
-    def evaluate(self, *, progress: bool) -> tuple[dict[str, Any], float]:
+    def evaluate(self, *, progress: bool, picture: Path | None = None) -> tuple[dict, float]:
         """The task's metrics on the validation split (sharded over ranks, counts reduced)
-        and the seconds it took; the model is back in its training mode afterwards."""
+        and the seconds it took; the model is back in its training mode afterwards.
+        ``picture``: image | ground truth | prediction of rank 0's first images, written
+        there."""
         run, d = self.run, self.run.cfg.data
         start = time.perf_counter()
         training = run.model.training
@@ -67,7 +70,13 @@ class Validation:
         evaluator = run.task.evaluator(predictor, run.train_set.num_classes)
         world = run.world
         shard = Subset(run.val_set, range(world.rank, len(run.val_set), world.world_size))
-        accumulate(predictor, shard, {"metrics": evaluator}, task=run.task, progress=progress)
+        accumulators: dict[str, Any] = {"metrics": evaluator}
+        if picture is not None and world.is_main:
+            accumulators["examples"] = Examples(limit=6)
+        accumulate(predictor, shard, accumulators, task=run.task, progress=progress)
+        if "examples" in accumulators and accumulators["examples"].rows:
+            grid = comparison_grid(accumulators["examples"].compute(), run.train_set.palette)
+            Image.fromarray(grid).save(picture)
         evaluator.all_reduce(run.device)
         metrics = evaluator.compute()
         metrics.pop("confusion_matrix", None)
