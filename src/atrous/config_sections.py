@@ -164,6 +164,9 @@ class TrainConfig:
     # CUDA without bf16), "none", "bf16" (CPU or CUDA) or "fp16" (CUDA only)
     amp: str = "auto"
     channels_last: bool = True  # NHWC memory layout for the model and its inputs
+    # torch.compile the training step's forward (off: on this CPU it did not pay for itself,
+    # benchmarks/results/compile_speed.md)
+    compile: bool = False
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
     out_dir: str = "runs/atrous"

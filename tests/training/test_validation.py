@@ -94,3 +94,23 @@ def test_a_card_from_a_run_with_eval_every_takes_its_best_logged_metrics(
     assert card.data.library_name == "atrous"
     values = [r.metric_value for r in card.data.eval_results]
     assert values[0] == pytest.approx(100 * best["value"], abs=0.01)
+
+
+def test_train_compile_compiles_the_training_forward(tiny_data: Path, tmp_path: Path, monkeypatch):
+    import atrous.training.setup as setup
+
+    compiled = []
+
+    def record(module):  # stands in for torch.compile, whose first call takes minutes on a CPU
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(setup.torch, "compile", record)
+    cfg = tiny_config(tiny_data, tmp_path, "train.steps=1", "train.compile=true",
+                      "data.val_split=null")  # fmt: skip
+    train(cfg, progress=False)
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    compiled.clear()
+    train(tiny_config(tiny_data, tmp_path / "eager", "train.steps=1", "data.val_split=null"),
+          progress=False)  # fmt: skip
+    assert compiled == []  # off by default

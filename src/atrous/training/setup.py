@@ -110,6 +110,8 @@ def setup(
     if world.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
+    if t.compile:  # the training forward only; checkpoints and evaluation use the model itself
+        net = torch.compile(net)
     run = Run(
         cfg, task, world, device, train_set, val_set, spec, model, net,
         optimizer, scheduler, scaler, int(saved.get("step", 0)), checkpoint, amp,
