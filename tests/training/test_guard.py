@@ -186,3 +186,19 @@ def test_a_folder_with_a_log_and_no_checkpoint_says_so(tiny_data: Path, tmp_path
         train(tiny_config(tiny_data, tmp_path, "train.steps=1"), progress=False)
     cfg = tiny_config(tiny_data, tmp_path, "train.steps=1", "train.resume=auto")
     assert len(train(cfg, progress=False)["losses"]) == 1  # auto starts over
+
+
+def test_resume_auto_continues_a_killed_run_bit_for_bit(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+):
+    from tests.conftest import train_killed_after_first_checkpoint
+
+    common = ("train.steps=4", "train.checkpoint_every=2", "train.resume=auto")
+    whole = train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
+    cfg = tiny_config(tiny_data, tmp_path / "b", *common)
+    train_killed_after_first_checkpoint(cfg, monkeypatch)
+    again = train(cfg, progress=False)  # the same command, as a restarted job runs it
+    assert again["losses"] == whole["losses"][2:]
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
