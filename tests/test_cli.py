@@ -133,6 +133,9 @@ def test_demo_plumbing(tmp_path: Path, capsys):
     with Image.open(out / "predictions.png") as grid:
         assert grid.width > 3 * 96 and grid.height > 8 * 96  # 8 rows of image | truth | pred
     assert (out / "data" / "train.txt").read_text().count("\n") == 300
+    # a second demo into the same folder would replace the first run: refused at once
+    assert main(["demo", "--out", str(out), "--steps", "2"]) == 2
+    assert "holds an earlier run" in capsys.readouterr().err
 
 
 def test_eval_protocol_options(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys):

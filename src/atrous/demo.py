@@ -20,6 +20,7 @@ from PIL import Image
 
 from .config import Config, load_config
 from .data import SegmentationFolder, build_dataset, make_synthetic_dataset
+from .errors import ConfigError
 from .evaluation import comparison_grid, panoptic_table
 from .inference import Predictor, predict_to_files
 from .training import train
@@ -46,6 +47,18 @@ DEMO_OVERRIDES = (
 )
 
 
+def _fresh(out: str | Path) -> Path:
+    """The demo's folder, refused up front when an earlier demo (or any run) trained there: a
+    run never replaces another run's checkpoint."""
+    out = Path(out)
+    if (out / "checkpoint.pt").exists():
+        raise ConfigError(
+            f"{out}: holds an earlier run (checkpoint.pt); remove the folder or give "
+            "atrous demo --out another one"
+        )
+    return out
+
+
 def demo_config(out: str | Path, overrides: Sequence[str] = ()) -> Config:
     """The demo recipe, training into ``out`` on ``out/data``, then ``key=value`` overrides."""
     out = Path(out)
@@ -69,7 +82,7 @@ def run_demo(
     Returns ``{"metrics", "checkpoint", "predictions", "seconds"}``.
     """
     start = time.perf_counter()
-    out = Path(out)
+    out = _fresh(out)
     overrides = [f"train.seed={seed}", f"train.device={device}"]
     if steps is not None:
         overrides.append(f"train.steps={steps}")
@@ -124,7 +137,7 @@ def run_panoptic_demo(
     stuff), Panoptic-DeepLab (MobileNetV2, width 0.5) trained from scratch, PQ / SQ / RQ, Parsing
     Covering and mIoU on the held-out scenes, and panoptic PNGs with outlined overlays."""
     start = time.perf_counter()
-    out = Path(out)
+    out = _fresh(out)
     overrides = [f"data.root={out / 'data'}", f"train.out_dir={out}", f"train.seed={seed}",
                  f"train.device={device}"]  # fmt: skip
     if steps is not None:
