@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import AtrousError, ConfigError
+from ..inference import resolve_device
 from .runlog import LOG_NAME
 from .setup import CHECKPOINT_NAME
 
@@ -25,10 +26,8 @@ RUN_FILES = (CHECKPOINT_NAME, "metrics.json", LOG_NAME)
 
 def check_device(name: str) -> torch.device:
     """``train.device`` as a device, refused in one line when this machine does not have it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
+        device = resolve_device(name)  # "auto": CUDA when there is one, else the CPU
     except RuntimeError:
         raise ConfigError(
             f"train.device = {name!r} is not a device; use auto, cpu, cuda or cuda:N"
