@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,14 @@ def build_from_spec(spec: ModelSpec | dict[str, Any]) -> nn.Module:
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_dict(spec)
     return spec.without_downloads().build()
+
+
+def nonfinite_tensors(tensors: Iterable[tuple[str, Any]]) -> list[str]:
+    """The names of the floating-point tensors (weights, BN statistics) holding NaN or Inf."""
+    return [
+        name
+        for name, tensor in tensors
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor.detach()).all())
+    ]

@@ -97,11 +97,11 @@ def _eval(args: argparse.Namespace) -> None:
 def _eval_coco_panoptic(args: argparse.Namespace) -> None:
     from .evaluation import panoptic_table
     from .evaluation.coco_panoptic import score_coco_panoptic
-    from .inference import check_output_file
+    from .inference import check_output_file, json_report_with
     from .metrics import write_json
 
     out = Path(args.out or Path(args.panoptic).with_name("panoptic_scores.json"))
-    check_output_file(out, replaceable=_written_by("pq"))
+    check_output_file(out, replaceable=json_report_with("pq"))
     result = score_coco_panoptic(args.data, args.panoptic)
     print(panoptic_table(result))
     write_json(out, result, predictions=str(args.panoptic), ground_truth=str(args.data))
@@ -113,11 +113,11 @@ def _crf_search(args: argparse.Namespace) -> None:
     import json
 
     from .evaluation import crf_search_table, search_crf_checkpoint
-    from .inference import check_output_file
+    from .inference import check_output_file, json_report_with
 
     out = check_output_file(
         args.out or Path(args.checkpoint).with_name("crf_search.json"),
-        replaceable=_written_by("results"),
+        replaceable=json_report_with("results"),
     )
     found = search_crf_checkpoint(
         args.checkpoint,
@@ -132,21 +132,6 @@ def _crf_search(args: argparse.Namespace) -> None:
     print(crf_search_table(found))
     out.write_text(json.dumps(found, indent=2) + "\n")
     print(f"all combinations written to {out}")
-
-
-def _written_by(key: str) -> Any:
-    """A test that an existing file is a JSON report atrous wrote (it holds ``key``), so a
-    re-run may replace it and nothing else."""
-
-    def replaceable(path: Path) -> bool:
-        import json
-
-        try:
-            return key in json.loads(path.read_text())
-        except (OSError, ValueError, TypeError):
-            return False
-
-    return replaceable
 
 
 def _predict(args: argparse.Namespace) -> int:

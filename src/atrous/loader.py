@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from .checkpoint import build_from_spec, load_checkpoint, load_model_state
+from .checkpoint import build_from_spec, load_checkpoint, load_model_state, nonfinite_tensors
 from .config import from_dict, resolve_task
 from .data.info import DatasetInfo
 from .data.palette import voc_colormap
@@ -45,13 +44,7 @@ class Loaded:
 def check_finite_weights(tensors: Iterable[tuple[str, Any]], path: str | Path) -> None:
     """Raise ``CheckpointError`` naming ``path`` and the first tensors (weights, BN running
     statistics) that hold NaN or Inf: such a model predicts noise (argmax of NaN is class 0)."""
-    bad = [
-        name
-        for name, tensor in tensors
-        if isinstance(tensor, torch.Tensor)
-        and tensor.is_floating_point()
-        and not bool(torch.isfinite(tensor).all())
-    ]
+    bad = nonfinite_tensors(tensors)
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise CheckpointError(

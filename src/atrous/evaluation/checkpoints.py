@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from torch import Tensor
 
 from ..data import build_dataset
 from ..errors import DataError
-from ..inference import Predictor, check_output_file, resolve_device
+from ..inference import Predictor, check_output_file, json_report_with, resolve_device
 from ..loader import Loaded, load
 from ..metrics import ConfusionMatrix
 from ..tasks import TASKS
@@ -47,14 +46,8 @@ class NonFinite:
         return {"images": len(self.images), "first": self.images[:5]}
 
 
-def is_eval_json(path: Path) -> bool:
-    """Whether ``path`` is an earlier ``atrous eval`` result (JSON with a confusion matrix),
-    which a new evaluation may replace."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "confusion_matrix" in data
+is_eval_json = json_report_with("confusion_matrix")
+"""Whether a path is an earlier ``atrous eval`` result, which a new evaluation may replace."""
 
 
 def check_eval_outputs(out: str | Path | None, picture: str | Path | None = None) -> None:

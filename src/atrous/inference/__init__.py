@@ -2,7 +2,7 @@
 
 from .forward import InferenceOptions, build_forward
 from .memory import AUTO_CROP, memory_budget
-from .outputs import MANIFEST, check_output_dir, check_output_file, plan_outputs
+from .outputs import MANIFEST, check_output_dir, check_output_file, json_report_with, plan_outputs
 from .predictor import Predictor, WindowNotice, check_finite, resolve_device, to_image_tensor
 from .sliding import sliding_window, window_starts
 from .tta import CITYSCAPES_SCALES, VOC_SCALES, multiscale_probs, tta_log_probs
@@ -15,6 +15,7 @@ __all__ = [
     "check_finite",
     "check_output_dir",
     "check_output_file",
+    "json_report_with",
     "memory_budget",
     "plan_outputs",
     "CITYSCAPES_SCALES",

@@ -57,6 +57,20 @@ def check_output_dir(out_dir: str | Path, *, what: str = "--out") -> Path:
     return out
 
 
+def json_report_with(key: str) -> Callable[[Path], bool]:
+    """For :func:`check_output_file`'s ``replaceable``: an existing file may be replaced when it
+    is a JSON report atrous wrote, an object holding ``key``."""
+
+    def replaceable(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and key in data
+
+    return replaceable
+
+
 def check_output_file(
     path: str | Path,
     *,

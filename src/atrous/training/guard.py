@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import nonfinite_tensors
 from ..errors import AtrousError, ConfigError
 from ..inference import resolve_device
 from .runlog import LOG_NAME
@@ -96,12 +97,12 @@ def check_finite(
             )
     if model is None:
         return
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not bool(tensor.detach().isfinite().all()):
-            raise AtrousError(
-                f"{name} holds NaN or Inf values (the loss stayed finite): training diverged; "
-                f"{_kept(checkpoint)}. Lower train.lr or set train.clip_grad_norm"
-            )
+    bad = nonfinite_tensors([*model.named_parameters(), *model.named_buffers()])
+    if bad:
+        raise AtrousError(
+            f"{bad[0]} holds NaN or Inf values (the loss stayed finite): training diverged; "
+            f"{_kept(checkpoint)}. Lower train.lr or set train.clip_grad_norm"
+        )
 
 
 def _kept(checkpoint: Path) -> str:
