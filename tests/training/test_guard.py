@@ -82,7 +82,9 @@ def test_a_device_that_is_not_there_is_one_line(monkeypatch):
     assert check_device("auto") == torch.device("cpu")
 
 
-def test_a_diverged_run_keeps_its_last_good_checkpoint(tiny_data: Path, tmp_path: Path):
+def test_a_diverged_run_keeps_its_last_good_checkpoint(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+):
     # checkpoint_every 2 and log_every 3: the NaN check runs before every checkpoint, not only
     # when a step is logged
     cfg = tiny_config(
@@ -101,18 +103,15 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tiny_data: Path, tmp_path
             return loss * float("nan")
         return loss
 
-    loop._train_step = poisoned
-    try:
-        with pytest.raises(AtrousError, match=r"became nan at step 2.*last good checkpoint"):
-            train(cfg, progress=False)
-    finally:
-        loop._train_step = step
+    monkeypatch.setattr(loop, "_train_step", poisoned)
+    with pytest.raises(AtrousError, match=r"became nan at step 2.*last good checkpoint"):
+        train(cfg, progress=False)
     saved = load_checkpoint(tmp_path / "checkpoint.pt")
     assert saved["step"] == 2
     assert all(bool(v.isfinite().all()) for v in saved["model"].values() if v.is_floating_point())
 
 
-def test_infinite_batchnorm_statistics_stop_the_run(tiny_data: Path, tmp_path: Path):
+def test_infinite_batchnorm_statistics_stop_the_run(tiny_data: Path, tmp_path: Path, monkeypatch):
     cfg = tiny_config(tiny_data, tmp_path, "train.steps=2", "data.val_split=null")
     step = loop._train_step
 
@@ -122,17 +121,16 @@ def test_infinite_batchnorm_statistics_stop_the_run(tiny_data: Path, tmp_path: P
         bn.running_var.fill_(float("inf"))  # what train.lr=1e6 did, with a finite loss
         return loss
 
-    loop._train_step = blown
-    try:
-        with pytest.raises(AtrousError, match=r"running_var holds NaN or Inf"):
-            train(cfg, progress=False)
-    finally:
-        loop._train_step = step
+    monkeypatch.setattr(loop, "_train_step", blown)
+    with pytest.raises(AtrousError, match=r"running_var holds NaN or Inf"):
+        train(cfg, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT by os.kill")
-def test_ctrl_c_stops_at_the_step_end_saves_and_resumes_exactly(tiny_data: Path, tmp_path: Path):
+def test_ctrl_c_stops_at_the_step_end_saves_and_resumes_exactly(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+):
     common = ("train.steps=6", "train.checkpoint_every=100", "data.val_split=null")
     step = loop._train_step
 
@@ -143,12 +141,10 @@ def test_ctrl_c_stops_at_the_step_end_saves_and_resumes_exactly(tiny_data: Path,
             threading.Event().wait(0.2)
         return loss
 
-    loop._train_step = interrupted
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
-    finally:
-        loop._train_step = step
+    monkeypatch.setattr(loop, "_train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_data, tmp_path / "a", *common), progress=False)
+    monkeypatch.undo()  # the resumed and the whole run take the real step
     stopped = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["step"]
     assert stopped in (2, 3)  # the end of the step the signal arrived in
     resumed = train(tiny_config(tiny_data, tmp_path / "a", *common), resume=True, progress=False)
