@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +58,12 @@ class InferenceOptions:
         return tuple(self.scales) == (1.0,) and not self.flip
 
 
+def semantic_scores(out: Tensor | Mapping[str, Tensor]) -> Tensor:
+    """A model's semantic logits: its output, or the ``"semantic"`` entry of a model that
+    returns several fields in eval mode (PersonLab)."""
+    return out["semantic"] if isinstance(out, Mapping) else out
+
+
 class ModelForward:
     """The model itself, in eval mode on its device."""
 
@@ -65,7 +71,7 @@ class ModelForward:
         self.model = model
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return semantic_scores(self.model(x))
 
 
 class FastForward(ModelForward):
@@ -83,7 +89,7 @@ class FastForward(ModelForward):
             else contextlib.nullcontext()
         )
         with context:
-            out = self.model(x)
+            out = semantic_scores(self.model(x))
         return out.float().contiguous()
 
 

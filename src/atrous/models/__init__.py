@@ -26,6 +26,7 @@ from .deeplab import (
 from .factory import BACKBONES
 from .heads.decoders import DECODERS, BilinearAdditiveUpsample
 from .panoptic import PanopticDeepLab, panoptic_deeplab
+from .personlab import PersonLab, personlab
 from .spec import WRAPPERS, ModelSpec
 from .summary import ModelSummary, summary
 from .wrappers import ScaleAttentionDeepLab, with_scale_attention
@@ -40,6 +41,8 @@ __all__ = [
     "auto_deeplab",
     "build_model",
     "panoptic_deeplab",
+    "PersonLab",
+    "personlab",
     "PanopticDeepLab",
     "deeplabv1",
     "deeplabv2",

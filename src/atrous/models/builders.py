@@ -11,6 +11,7 @@ from torch import nn
 from .auto_deeplab import auto_deeplab
 from .deeplab import deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, mobile_deeplabv3
 from .panoptic import panoptic_deeplab
+from .personlab import personlab
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "auto_deeplab": auto_deeplab,
@@ -20,6 +21,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3plus": deeplabv3plus,
     "mobile_deeplabv3": mobile_deeplabv3,
     "panoptic_deeplab": panoptic_deeplab,
+    "personlab": personlab,
 }
 """Builder names for configs and the CLI."""
 

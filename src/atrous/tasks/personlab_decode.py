@@ -1,0 +1,316 @@
+"""PersonLab's decoding (Papandreou et al., ECCV 2018, Sec. 3.1-3.4): Hough voting of the
+heatmaps along the short-range offsets, a greedy decoder that starts a person at the most
+confident unclaimed keypoint and walks the kinematic tree along the mid-range offsets,
+expected-OKS keypoint scores with a soft keypoint NMS for the person score, and person masks
+by the long-range-offset embedding.
+
+Fields are one image's, in :func:`atrous.tasks.personlab_targets.encode`'s layout, with the
+heatmap and the segmentation as probabilities.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ..data.person_keypoints import OKS_SIGMAS, TREE_EDGES
+from .personlab_targets import RADIUS, _grid, directed_edges
+
+PEAK_THRESHOLD = 0.004
+"""Hough-score threshold of a seed, on the map normalised by pi R^2 (the KerasPersonLab
+port's value, as read in it; the paper's: recalled, unverified)."""
+NMS_RADIUS = 10.0
+"""A seed within r = 10 px of the same keypoint of a person already found is dropped, and a
+keypoint within it of a higher-scoring person's is not counted in the person score (paper,
+Sec. 3.2)."""
+SEG_THRESHOLD = 0.5
+"""Pixels whose segmentation probability exceeds this are assigned to people (recalled,
+unverified)."""
+MASK_THRESHOLD = 0.25
+"""A pixel joins the nearest person when its normalised embedding distance is under t = 0.25
+(recalled, unverified; the KerasPersonLab port's value too)."""
+SNAP_STEPS = 2
+"""After each mid-range step the keypoint is moved by its short-range offset this many times
+(tfjs-models body-pix's decoder, as read in it)."""
+
+
+def hough_votes(heatmap: Tensor, short: Tensor, radius: float = RADIUS) -> Tensor:
+    """``h_k(x) = 1 / (pi R^2) sum_i p_k(x_i) B(x_i + S_k(x_i) - x)`` (Sec. 3.1): every pixel
+    casts its heatmap probability at the point its short-range offset names, split bilinearly
+    among the four pixels around it; ``[K, H, W]`` from ``heatmap`` ``[K,H,W]`` and ``short``
+    ``[K,2,H,W]``. A scatter-add over all pixels at once (no loop over keypoints)."""
+    k, h, w = heatmap.shape
+    points = _grid(h, w, heatmap.device)[None] + short.float()  # [K, 2, H, W]
+    x, y = points[:, 0].reshape(k, -1), points[:, 1].reshape(k, -1)
+    p = heatmap.float().reshape(k, -1)
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    channel = torch.arange(k, device=heatmap.device)[:, None].expand_as(x)
+    votes = torch.zeros(k * h * w, device=heatmap.device)
+    for dx, dy, weight in (
+        (0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy), (1, 1, fx * fy),
+    ):  # fmt: skip
+        xi, yi = (x0 + dx).long(), (y0 + dy).long()
+        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        index = (channel * h + yi) * w + xi
+        votes.index_add_(0, index[inside], (p * weight)[inside])
+    return votes.view(k, h, w) / (math.pi * radius**2)
+
+
+def find_seeds(votes: Tensor, threshold: float = PEAK_THRESHOLD) -> list[tuple[float, int, int, int]]:
+    """``(score, keypoint, col, row)`` of every 3x3 local maximum of the Hough maps above
+    ``threshold``, highest score first (the greedy decoder's priority queue, Sec. 3.2)."""
+    pooled = F.max_pool2d(votes[None], 3, stride=1, padding=1)[0]
+    keep = (votes == pooled) & (votes > threshold)
+    k, row, col = keep.nonzero(as_tuple=True)
+    scores = votes[k, row, col]
+    order = torch.argsort(scores, descending=True, stable=True)
+    return list(
+        zip(
+            scores[order].tolist(), k[order].tolist(), col[order].tolist(), row[order].tolist(),
+            strict=True,
+        )
+    )  # fmt: skip
+
+
+def _bilinear(field: np.ndarray, x: float, y: float) -> np.ndarray:
+    """``field`` ``[..., H, W]`` at the point ``(x, y)``, bilinearly, clamped to the image."""
+    h, w = field.shape[-2:]
+    x, y = min(max(x, 0.0), w - 1.0), min(max(y, 0.0), h - 1.0)
+    x0, y0 = min(int(x), w - 2) if w > 1 else 0, min(int(y), h - 2) if h > 1 else 0
+    fx, fy = x - x0, y - y0
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    return (
+        field[..., y0, x0] * (1 - fx) * (1 - fy) + field[..., y0, x1] * fx * (1 - fy)
+        + field[..., y1, x0] * (1 - fx) * fy + field[..., y1, x1] * fx * fy
+    )  # fmt: skip
+
+
+def group_keypoints(
+    fields: dict[str, Tensor],
+    votes: Tensor,
+    *,
+    edges: Sequence[tuple[int, int]] = TREE_EDGES,
+    threshold: float = PEAK_THRESHOLD,
+    nms_radius: float = NMS_RADIUS,
+    snap_steps: int = SNAP_STEPS,
+    max_people: int | None = None,
+    long_check: bool = True,
+) -> list[np.ndarray]:
+    """People as ``[K, 3]`` arrays (x, y, heatmap probability): seeds popped from one priority
+    queue; a seed within ``nms_radius`` of the same keypoint of a person already found is
+    dropped, otherwise it starts a person whose other keypoints follow the tree breadth-first,
+    ``y_l = y_k + M_kl(y_k)``, each then snapped by its short-range offset (Sec. 3.2).
+
+    ``long_check`` (atrous's addition, not the paper's): a walk cannot cross a keypoint the
+    network was never shown (an unlabelled one has no mid-range target), and may then land on
+    a neighbour's keypoints; so each keypoint is also read from the long-range offsets of the
+    person's pixels (those whose seed-keypoint embedding is within ``nms_radius`` of the seed),
+    snapped the same way, and where the two readings disagree by more than ``nms_radius`` the
+    one with the higher heatmap probability is kept (the long-range one on a tie)."""
+    heatmap = fields["heatmap"].float().cpu().numpy()
+    short = fields["short"].float().cpu().numpy()
+    mid = fields["mid"].float().cpu().numpy()
+    k = heatmap.shape[0]
+    fields_np = {"heatmap": heatmap, "short": short}
+    if long_check:
+        seg = fields["seg"].float().cpu().numpy()
+        rows, cols = np.nonzero(seg > SEG_THRESHOLD)
+        long = fields["long"].float().cpu().numpy()[:, :, rows, cols]  # [K, 2, P]
+        fields_np["embedding"] = long + np.stack([cols, rows])[None].astype(np.float32)
+    directed = directed_edges(edges)
+    neighbours: dict[int, list[tuple[int, int]]] = {i: [] for i in range(k)}
+    for channel, (a, b) in enumerate(directed):
+        neighbours[a].append((channel, b))
+    queue = [(-score, kp, col, row) for score, kp, col, row in find_seeds(votes, threshold)]
+    heapq.heapify(queue)
+    people: list[np.ndarray] = []
+    found = np.zeros((0, k, 2))
+    while queue and (max_people is None or len(people) < max_people):
+        _, kp, col, row = heapq.heappop(queue)
+        x, y = (float(col), float(row)) + short[kp, :, row, col]
+        if len(people) and (np.hypot(*(found[:, kp] - (x, y)).T) <= nms_radius).any():
+            continue
+        person = np.full((k, 3), np.nan)
+        person[kp] = (x, y, _bilinear(heatmap[kp], x, y))
+        frontier = [kp]
+        while frontier:
+            a = frontier.pop(0)
+            for channel, b in neighbours[a]:
+                if not np.isnan(person[b, 0]):
+                    continue
+                point = person[a, :2] + _bilinear(mid[channel], *person[a, :2])
+                for _ in range(snap_steps):
+                    point = point + _bilinear(short[b], *point)
+                person[b] = (*point, _bilinear(heatmap[b], *point))
+                frontier.append(b)
+        person[np.isnan(person)] = 0.0  # keypoints the tree cannot reach (a forest's other trees)
+        if long_check:
+            _check_with_long(person, kp, fields_np, nms_radius, snap_steps)
+        people.append(person)
+        found = np.concatenate([found, person[None, :, :2]])
+    return people
+
+
+def _check_with_long(
+    person: np.ndarray, seed: int, fields: dict[str, np.ndarray], radius: float, snap_steps: int
+) -> None:
+    """:func:`group_keypoints`' ``long_check``, in place on ``person`` ``[K, 3]``."""
+    embedding = fields.get("embedding")
+    if embedding is None or embedding.shape[-1] == 0:
+        return
+    own = np.hypot(*(embedding[seed] - person[seed, :2, None])) <= radius
+    if not own.any():
+        return
+    heatmap, short = fields["heatmap"], fields["short"]
+    reading = np.median(embedding[:, :, own], axis=2)  # [K, 2]
+    for b in range(len(person)):
+        if b == seed or np.hypot(*(reading[b] - person[b, :2])) <= radius:
+            continue
+        point = reading[b]
+        for _ in range(snap_steps):
+            point = point + _bilinear(short[b], *point)
+        p = float(_bilinear(heatmap[b], *point))
+        if p >= person[b, 2]:
+            person[b] = (*point, p)
+
+
+def person_masks(
+    fields: dict[str, Tensor],
+    people: Sequence[np.ndarray],
+    *,
+    seg_threshold: float = SEG_THRESHOLD,
+    mask_threshold: float = MASK_THRESHOLD,
+    radius: float = RADIUS,
+) -> Tensor:
+    """Bool ``[J, H, W]`` masks: each pixel with segmentation above ``seg_threshold`` joins the
+    person ``j`` with the least ``D = sum_k p_jk |x + L_k(x) - y_jk| / (lambda_j sum_k p_jk)``
+    if ``D < mask_threshold`` (Sec. 3.4; argmin, not the argmax of the KerasPersonLab port).
+    ``lambda_j``: the square root of the area of the box of the person's keypoints, at least
+    ``radius`` (recalled, unverified: the paper's person scale is not known before its mask)."""
+    seg = fields["seg"].float()
+    h, w = seg.shape
+    masks = torch.zeros(len(people), h, w, dtype=torch.bool, device=seg.device)
+    candidates = (seg > seg_threshold).reshape(-1).nonzero().squeeze(1)
+    if not people or candidates.numel() == 0:
+        return masks
+    long = fields["long"].float()
+    k = long.shape[0]
+    embedding = (_grid(h, w, seg.device)[None] + long).reshape(k, 2, -1)[:, :, candidates]
+    best = torch.full((candidates.numel(),), float("inf"), device=seg.device)
+    owner = torch.full((candidates.numel(),), -1, dtype=torch.long, device=seg.device)
+    for j, person in enumerate(people):
+        points = torch.as_tensor(person, dtype=torch.float32, device=seg.device)
+        p = points[:, 2].clamp_min(0)
+        if float(p.sum()) <= 0:
+            continue
+        scale = max(_box_area(person), radius**2) ** 0.5
+        distance = (embedding - points[:, :2, None]).norm(dim=1)  # [K, P]
+        d = (p[:, None] * distance).sum(0) / (scale * p.sum())
+        better = d < best
+        best = torch.where(better, d, best)
+        owner = torch.where(better, torch.full_like(owner, j), owner)
+    chosen = best < mask_threshold
+    flat = masks.view(len(people), -1)
+    flat[owner[chosen], candidates[chosen]] = True
+    return masks
+
+
+def _box_area(person: np.ndarray, min_score: float = 0.1) -> float:
+    """The area of the box around the keypoints scoring above ``min_score`` (all if none)."""
+    confident = person[person[:, 2] > min_score]
+    points = confident if len(confident) else person
+    span = points[:, :2].max(0) - points[:, :2].min(0)
+    return float(span[0] * span[1])
+
+
+def expected_oks(
+    votes: Tensor, people: Sequence[np.ndarray], areas: Sequence[float], radius: float = RADIUS
+) -> list[np.ndarray]:
+    """Keypoint scores ``s_jk = p_k(y_jk) * sum_{x in D_R(y_jk)} h_k(x) exp(-|x - y_jk|^2 / (2
+    lambda_j^2 kappa_k^2))`` with ``lambda_j^2`` the person's area and ``kappa_k`` twice COCO's
+    OKS sigma (Sec. 3.2: the expected OKS of the keypoint); ``[K]`` per person."""
+    k, h, w = votes.shape
+    r = int(math.ceil(radius))
+    offsets = torch.arange(-r, r + 1, device=votes.device, dtype=torch.float32)
+    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+    disk = (dx**2 + dy**2) <= radius**2
+    kappa = 2 * torch.tensor(OKS_SIGMAS[:k], device=votes.device) / 10
+    scores = []
+    for person, area in zip(people, areas, strict=True):
+        centre = torch.as_tensor(person[:, :2], dtype=torch.float32, device=votes.device).round()
+        xs = (centre[:, 0, None, None] + dx).long()
+        ys = (centre[:, 1, None, None] + dy).long()
+        inside = disk & (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        values = votes[torch.arange(k)[:, None, None], ys.clamp(0, h - 1), xs.clamp(0, w - 1)]
+        true = torch.as_tensor(person[:, :2], dtype=torch.float32, device=votes.device)
+        d2 = (xs - true[:, 0, None, None]) ** 2 + (ys - true[:, 1, None, None]) ** 2
+        falloff = torch.exp(-d2 / (2 * max(area, 1.0) * kappa[:, None, None] ** 2))
+        mass = (values * falloff * inside).sum((1, 2)).cpu().numpy()
+        scores.append(np.clip(person[:, 2], 0, 1) * mass)
+    return scores
+
+
+def instance_scores(
+    people: Sequence[np.ndarray], scores: Sequence[np.ndarray], nms_radius: float = NMS_RADIUS
+) -> list[float]:
+    """Soft keypoint NMS (Sec. 3.2): a person's score is the sum of its keypoint scores, less
+    those within ``nms_radius`` of the same keypoint of a higher-scoring person, over ``K``."""
+    order = sorted(range(len(people)), key=lambda j: -float(scores[j].mean()))
+    result = [0.0] * len(people)
+    kept: list[np.ndarray] = []
+    for j in order:
+        points = people[j][:, :2]
+        free = np.ones(len(points), dtype=bool)
+        for other in kept:
+            free &= np.hypot(*(points - other).T) > nms_radius
+        result[j] = float(scores[j][free].sum() / len(points))
+        kept.append(points)
+    return result
+
+
+def decode(
+    fields: dict[str, Tensor],
+    *,
+    radius: float = RADIUS,
+    edges: Sequence[tuple[int, int]] = TREE_EDGES,
+    threshold: float = PEAK_THRESHOLD,
+    nms_radius: float = NMS_RADIUS,
+    snap_steps: int = SNAP_STEPS,
+    seg_threshold: float = SEG_THRESHOLD,
+    mask_threshold: float = MASK_THRESHOLD,
+    max_people: int | None = None,
+    long_check: bool = True,
+) -> list[dict[str, Any]]:
+    """People of one image's fields (``heatmap`` ``[K,H,W]`` and ``seg`` ``[H,W]`` as
+    probabilities, ``short`` ``[K,2,H,W]``, refined ``mid`` ``[2E,2,H,W]`` and ``long``
+    ``[K,2,H,W]``), highest score first: each ``{"keypoints": [K, 3] (x, y, score), "score":
+    float, "mask": bool [H, W]}``."""
+    votes = hough_votes(fields["heatmap"], fields["short"], radius)
+    people = group_keypoints(
+        fields, votes, edges=edges, threshold=threshold, nms_radius=nms_radius,
+        snap_steps=snap_steps, max_people=max_people, long_check=long_check,
+    )  # fmt: skip
+    masks = person_masks(
+        fields, people, seg_threshold=seg_threshold, mask_threshold=mask_threshold, radius=radius
+    )
+    areas = [float(m.sum()) or _box_area(p) for m, p in zip(masks, people, strict=True)]
+    scores = expected_oks(votes, people, areas, radius)
+    totals = instance_scores(people, scores, nms_radius)
+    result = [
+        {
+            "keypoints": torch.tensor(np.concatenate([p[:, :2], s[:, None]], 1), dtype=torch.float32),
+            "score": total,
+            "mask": mask.cpu(),
+        }
+        for p, s, total, mask in zip(people, scores, totals, masks, strict=True)
+    ]
+    return sorted(result, key=lambda person: -person["score"])
