@@ -1,6 +1,7 @@
 """Labels -> numbers."""
 
 from .confusion import ConfusionMatrix
+from .keypoints import PersonAP, oks
 from .panoptic import PanopticQuality, ParsingCovering
 from .report import write_json
 from .trimap import TrimapIoU, boundary_pixels, trimap_band
@@ -9,8 +10,10 @@ __all__ = [
     "ConfusionMatrix",
     "PanopticQuality",
     "ParsingCovering",
+    "PersonAP",
     "TrimapIoU",
     "boundary_pixels",
+    "oks",
     "trimap_band",
     "write_json",
 ]
