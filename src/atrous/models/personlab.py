@@ -40,7 +40,9 @@ def sample_offsets(field: Tensor, points: Tensor) -> Tensor:
     return out.view(n, c, 2, h, w)
 
 
-def refine(offsets: Tensor, short: Tensor, targets: Sequence[int], steps: int = REFINE_STEPS) -> Tensor:
+def refine(
+    offsets: Tensor, short: Tensor, targets: Sequence[int], steps: int = REFINE_STEPS
+) -> Tensor:
     """``O(x) <- x' + S_t(x') - x`` with ``x' = x + O(x)``, ``steps`` times (Sec. 3.2): each
     offset channel ``c`` of ``offsets`` ``[N, C, 2, H, W]`` moves by the short-range offset
     ``short[:, targets[c]]`` found where it points."""
@@ -160,7 +162,9 @@ def personlab(
     recalled, unverified); ``num_keypoints`` 17 with COCO's tree (see :class:`PersonLab`).
     ``num_classes`` is the segmentation's two classes (background, person) and must be 2."""
     if num_classes != 2:
-        raise ValueError(f"personlab segments background and person: num_classes 2, not {num_classes}")
+        raise ValueError(
+            f"personlab segments background and person: num_classes 2, not {num_classes}"
+        )
     if num_keypoints != NUM_KEYPOINTS:
         raise ValueError(
             f"personlab's kinematic tree is COCO's {NUM_KEYPOINTS} keypoints, not {num_keypoints}"
@@ -168,7 +172,13 @@ def personlab(
     net = _backbone(backbone, output_stride, width_mult, weights=backbone_weights)
     missing = [key for key in ("os4", "os8", "out") if key not in net.feature_channels]
     if missing:
-        raise ValueError(f"backbone {backbone!r} gives no {', '.join(missing)} features for the decoder")
+        raise ValueError(
+            f"backbone {backbone!r} gives no {', '.join(missing)} features for the decoder"
+        )
     return PersonLab(
-        net, num_keypoints=num_keypoints, radius=radius, channels=channels, refine_steps=refine_steps
+        net,
+        num_keypoints=num_keypoints,
+        radius=radius,
+        channels=channels,
+        refine_steps=refine_steps,
     )

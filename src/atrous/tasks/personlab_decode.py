@@ -65,7 +65,9 @@ def hough_votes(heatmap: Tensor, short: Tensor, radius: float = RADIUS) -> Tenso
     return votes.view(k, h, w) / (math.pi * radius**2)
 
 
-def find_seeds(votes: Tensor, threshold: float = PEAK_THRESHOLD) -> list[tuple[float, int, int, int]]:
+def find_seeds(
+    votes: Tensor, threshold: float = PEAK_THRESHOLD
+) -> list[tuple[float, int, int, int]]:
     """``(score, keypoint, col, row)`` of every 3x3 local maximum of the Hough maps above
     ``threshold``, highest score first (the greedy decoder's priority queue, Sec. 3.2)."""
     pooled = F.max_pool2d(votes[None], 3, stride=1, padding=1)[0]
@@ -277,6 +279,7 @@ def instance_scores(
     return result
 
 
+@torch.no_grad()
 def decode(
     fields: dict[str, Tensor],
     *,
@@ -307,7 +310,9 @@ def decode(
     totals = instance_scores(people, scores, nms_radius)
     result = [
         {
-            "keypoints": torch.tensor(np.concatenate([p[:, :2], s[:, None]], 1), dtype=torch.float32),
+            "keypoints": torch.tensor(
+                np.concatenate([p[:, :2], s[:, None]], 1), dtype=torch.float32
+            ),
             "score": total,
             "mask": mask.cpu(),
         }

@@ -77,7 +77,9 @@ def encode(
         points = torch.as_tensor(person["keypoints"], dtype=torch.float32, device=device)
         mask = torch.as_tensor(person["mask"], device=device).bool()
         if points.shape != (k, 3):
-            raise ValueError(f"person {index}: keypoints must be [{k}, 3], got {tuple(points.shape)}")
+            raise ValueError(
+                f"person {index}: keypoints must be [{k}, 3], got {tuple(points.shape)}"
+            )
         if mask.shape != (h, w):
             raise ValueError(f"person {index}: mask must be [{h}, {w}], got {tuple(mask.shape)}")
         if person.get("crowd", False):

@@ -78,6 +78,13 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
         cleanup(world)
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch's tensor, or dict of tensors (a task's targets, e.g. PersonLab's), on ``device``."""
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
 def _train_step(run: Run, stream: Any, step: int) -> Tensor:
     """One optimizer step over ``train.accumulate`` micro-batches; the loss over the global
     batch as a 0-d tensor (read on the host only when it is logged)."""
@@ -87,7 +94,7 @@ def _train_step(run: Run, stream: Any, step: int) -> Tensor:
     run.optimizer.zero_grad(set_to_none=True)
     total = torch.zeros((), device=run.device)
     for micro in range(t.accumulate):  # micro-batches: gradients add up to one step
-        images, masks = (x.to(run.device, non_blocking=True) for x in next(stream))
+        images, masks = (to_device(x, run.device) for x in next(stream))
         if t.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         last = micro + 1 == t.accumulate  # DDP all-reduces only the last micro-batch
