@@ -17,9 +17,11 @@ from .cityscapes import CITYSCAPES_INFO, CityscapesSegmentation
 from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
+from .keypoints import COCOKeypoints
 from .palette import colorize, overlay, voc_colormap
 from .panoptic import PanopticFolder
 from .synthetic import make_synthetic_dataset
+from .synthetic_people import make_synthetic_people
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .voc import VOC_INFO, VOCSegmentation
 
@@ -30,6 +32,7 @@ __all__ = [
     "CITYSCAPES_INFO",
     "VOC_INFO",
     "CityscapesSegmentation",
+    "COCOKeypoints",
     "VOCSegmentation",
     "DATASETS",
     "build_dataset",
@@ -46,6 +49,7 @@ __all__ = [
     "colorize",
     "eval_transforms",
     "make_synthetic_dataset",
+    "make_synthetic_people",
     "image_size",
     "open_image",
     "overlay",

@@ -13,6 +13,7 @@ from .ade20k import ADE20KSegmentation
 from .cityscapes import CityscapesSegmentation
 from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
+from .keypoints import COCOKeypoints
 from .panoptic import CityscapesPanoptic, COCOPanoptic, PanopticFolder
 from .voc import VOCSegmentation
 
@@ -21,6 +22,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "panoptic_folder": PanopticFolder,
     "cityscapes_panoptic": CityscapesPanoptic,
     "coco_panoptic": COCOPanoptic,
+    "coco_keypoints": COCOKeypoints,
     "voc": VOCSegmentation,
     "cityscapes": CityscapesSegmentation,
     "ade20k": ADE20KSegmentation,
