@@ -143,18 +143,29 @@ class Manifest:
 
 
 def output_files(
-    stem: str, *, attention_scales: Sequence[float] = (), panoptic: bool = False
+    stem: str,
+    *,
+    attention_scales: Sequence[float] = (),
+    panoptic: bool = False,
+    people: bool = False,
 ) -> list[str]:
-    """The names one image's predictions get: mask, overlay, then attention and panoptic."""
+    """The names one image's predictions get: mask, overlay, then attention, panoptic and
+    people (a PersonLab model's picture and COCO results)."""
     names = [f"{stem}.png", f"{stem}_overlay.jpg"]
     names += [f"{stem}_attention_{scale:.2f}.png" for scale in attention_scales]
     if panoptic:
         names += [f"{stem}_panoptic.png", f"{stem}_panoptic_overlay.jpg"]
+    if people:
+        names += [f"{stem}_people.jpg", f"{stem}_people.json"]
     return names
 
 
 def output_stems(
-    paths: Sequence[Path], *, attention_scales: Sequence[float] = (), panoptic: bool = False
+    paths: Sequence[Path],
+    *,
+    attention_scales: Sequence[float] = (),
+    panoptic: bool = False,
+    people: bool = False,
 ) -> list[str]:
     """A stem per input such that no two inputs' files share a name (module docstring)."""
     groups: dict[str, list[Path]] = {}
@@ -174,7 +185,9 @@ def output_stems(
     for stem in wanted:
         candidate, n = stem, 1
         while True:
-            names = output_files(candidate, attention_scales=attention_scales, panoptic=panoptic)
+            names = output_files(
+                candidate, attention_scales=attention_scales, panoptic=panoptic, people=people
+            )
             if not any(name.casefold() in taken for name in names):
                 break
             n += 1
@@ -190,6 +203,7 @@ def plan_outputs(
     *,
     attention_scales: Sequence[float] = (),
     panoptic: bool = False,
+    people: bool = False,
 ) -> list[str]:
     """Check, before any work, that predicting ``paths`` into ``out_dir`` loses nothing (the
     rule of the module docstring) and return each input's output stem. Raises
@@ -204,10 +218,11 @@ def plan_outputs(
                 f"among the images and could replace them; give another --out "
                 f"(e.g. {out.name or 'out'}_predictions)"
             )
-    stems = output_stems(paths, attention_scales=attention_scales, panoptic=panoptic)
+    layout = {"attention_scales": attention_scales, "panoptic": panoptic, "people": people}
+    stems = output_stems(paths, **layout)  # type: ignore[arg-type]
     manifest = Manifest(out)
     for stem in stems:
-        for name in output_files(stem, attention_scales=attention_scales, panoptic=panoptic):
+        for name in output_files(stem, **layout):  # type: ignore[arg-type]
             target = out / name
             if target.resolve() in inputs:
                 raise ConfigError(f"{target}: is an input image; give another --out")

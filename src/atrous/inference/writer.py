@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,9 @@ from ..data.info import DatasetInfo
 from ..data.palette import heatmap, overlay, save_palette_png, voc_colormap
 from ..errors import AtrousError, ConfigError, DataError
 from ..tasks.panoptic_decode import predict_panoptic
+from ..tasks.personlab_decode import decode
 from .outputs import Manifest, output_files, plan_outputs
+from .people import save_people
 from .predictor import Predictor, WindowNotice, to_image_tensor
 
 PER_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
@@ -132,7 +135,9 @@ def predict_to_files(
     attention: bool = False,
 ) -> WrittenFiles:
     """Predict each image file and write its palette PNG and overlay into ``out_dir`` (and,
-    with ``attention``, its per-scale attention heatmaps, :func:`save_attention`).
+    with ``attention``, its per-scale attention heatmaps, :func:`save_attention`; for a
+    panoptic model its panoptic PNG and overlay; for a PersonLab model, one with
+    ``num_keypoints``, its people picture and COCO results JSON, :func:`.people.save_people`).
 
     Before any work, :func:`.outputs.plan_outputs` checks that no input and no file this
     command did not write would be replaced (``ConfigError`` otherwise) and names each image's
@@ -149,6 +154,7 @@ def predict_to_files(
     layout = {
         "attention_scales": tuple(model.scales) if attention else (),
         "panoptic": hasattr(model, "forward_panoptic"),
+        "people": hasattr(model, "num_keypoints"),  # PersonLab: skeletons, masks, COCO JSON
     }
     stems = plan_outputs(paths, out_dir, **layout)  # type: ignore[arg-type]
     out = Path(out_dir)
@@ -214,7 +220,21 @@ def _predict_one(
         x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
         pan = predict_panoptic(predictor.model, x)[0].cpu().numpy()
         save_panoptic(pan, array, out, stem, predictor.info)
+    if hasattr(predictor.model, "num_keypoints"):  # PersonLab: people, drawn and as COCO JSON
+        save_people(predict_people(predictor, image), array, out, stem, image_name=path.name)
     return pair
+
+
+def predict_people(predictor: Predictor, image: torch.Tensor) -> list[dict[str, Any]]:
+    """One image's people from a PersonLab predictor's model: its fields at the image's size,
+    decoded (:func:`atrous.tasks.personlab_decode.decode`), highest score first. Runs the
+    model itself (eval mode, as the predictor holds it), whole image, single scale."""
+    model = predictor.model
+    x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
+    with torch.no_grad():
+        fields = model(x)
+    one = {name: value[0].float().cpu() for name, value in fields.items()}
+    return decode(one, radius=float(getattr(model, "radius", 32.0)))
 
 
 def panoptic_overlay(
