@@ -15,7 +15,7 @@ from atrous.data.person_keypoints import TREE_EDGES
 from atrous.metrics import PersonAP, oks
 from atrous.models import build_model
 from atrous.models.personlab import refine, sample_offsets
-from atrous.tasks.personlab import decode, encode, person_semantic
+from atrous.tasks.personlab import decode, encode, people_of, person_semantic
 from atrous.tasks.personlab_decode import hough_votes, instance_scores
 from atrous.tasks.personlab_targets import directed_edges, personlab_loss
 
@@ -36,13 +36,14 @@ def _two_keypoint_person(h: int = 40, w: int = 50) -> dict:
 def test_encode_by_hand() -> None:
     t = encode([_two_keypoint_person()], (40, 50), radius=5.0)
     assert t["heatmap"].shape == (17, 40, 50) and t["mid"].shape == (32, 2, 40, 50)
-    disk = sum(1 for y in range(40) for x in range(50) if (x - 20) ** 2 + (y - 10) ** 2 <= 25)
+    disk = sum(1 for y in range(40) for x in range(50) if (x - 19.5) ** 2 + (y - 9.5) ** 2 <= 25)
     assert int(t["heatmap"][0].sum()) == disk and int(t["heatmap"][2].sum()) == 0
-    assert t["short"][0, :, 12, 22].tolist() == [-2.0, -2.0]  # nose (20, 10) - pixel (22, 12)
-    assert t["mid"][0, :, 12, 22].tolist() == [2.0, 1.0]  # edge nose -> left eye: (24, 13) - x
-    assert t["mid"][16, :, 13, 24].tolist() == [-4.0, -3.0]  # left eye -> nose, at the eye
+    # pixel (col 22, row 12) has its centre at (22.5, 12.5): the nose (20, 10) is (-2.5, -2.5) away
+    assert t["short"][0, :, 12, 22].tolist() == [-2.5, -2.5]
+    assert t["mid"][0, :, 12, 22].tolist() == [1.5, 0.5]  # edge nose -> left eye (24, 13)
+    assert t["mid"][16, :, 13, 24].tolist() == [-4.5, -3.5]  # left eye -> nose
     assert t["mid_weight"][1].sum() == 0  # nose -> right eye: the right eye is unlabelled
-    assert t["long"][1, :, 6, 16].tolist() == [8.0, 7.0] and t["long_weight"][1, 0, 0] == 0
+    assert t["long"][1, :, 6, 16].tolist() == [7.5, 6.5] and t["long_weight"][1, 0, 0] == 0
     assert t["long_weight"][2].sum() == 0  # the right eye is unlabelled
     assert t["seg"].sum() == 15 * 15 and t["seg_weight"].min() == 1
 
@@ -190,3 +191,23 @@ def test_builder_refuses_what_it_cannot_build() -> None:
         build_model("personlab", backbone="mobilenetv2", num_classes=21)
     with pytest.raises(ValueError, match="17 keypoints"):
         build_model("personlab", backbone="mobilenetv2", num_keypoints=5)
+
+
+def test_round_trip_on_the_synthetic_people(tmp_path) -> None:
+    from atrous.data import build_dataset, make_synthetic_people
+
+    root = make_synthetic_people(tmp_path, num_train=1, num_val=12, seed=3)
+    dataset = build_dataset("coco_keypoints", root, "val")
+    ap = PersonAP()
+    for index in range(len(dataset)):
+        image, target = dataset[index]
+        size = tuple(image.shape[-2:])
+        people = decode(encode(people_of(target), size, radius=10.0), radius=10.0)
+        # people without a labelled keypoint are not encoded (ignored), so nothing can bring
+        # them back; COCO's mask AP counts them, its keypoint AP does not
+        labelled = (target["keypoints"][..., 2] > 0).any(1)
+        truth = {key: target[key][labelled] for key in ("keypoints", "masks", "iscrowd")}
+        ap.update(target["image_id"], size, truth, people)
+    scores = ap.compute()
+    assert scores["people"] >= 24
+    assert scores["keypoint_ap"] == 1.0 and scores["mask_ap"] == 1.0

@@ -4,6 +4,7 @@ evaluator. A recipe names its task with the top-level key ``task:`` (default ``s
 
 from .base import PANOPTIC_DATASETS, Evaluator, StepLoss, Task, all_reduce_
 from .panoptic import PanopticEvaluator, PanopticScores, PanopticTask, panoptic_ids
+from .personlab import PersonLabEvaluator, PersonLabTask
 from .semantic import SemanticEvaluator, SemanticTask
 from .weak import EMSettings, WeakTask, save_estimates
 
@@ -11,6 +12,7 @@ TASKS: dict[str, type[Task]] = {
     "semantic": SemanticTask,
     "weak": WeakTask,
     "panoptic": PanopticTask,
+    "personlab": PersonLabTask,
 }
 """Task names (a recipe's ``task:``) -> task classes; a new kind of training adds one here."""
 
@@ -21,6 +23,8 @@ __all__ = [
     "PanopticEvaluator",
     "PanopticScores",
     "PanopticTask",
+    "PersonLabEvaluator",
+    "PersonLabTask",
     "SemanticEvaluator",
     "SemanticTask",
     "StepLoss",

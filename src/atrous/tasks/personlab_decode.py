@@ -296,7 +296,8 @@ def decode(
     """People of one image's fields (``heatmap`` ``[K,H,W]`` and ``seg`` ``[H,W]`` as
     probabilities, ``short`` ``[K,2,H,W]``, refined ``mid`` ``[2E,2,H,W]`` and ``long``
     ``[K,2,H,W]``), highest score first: each ``{"keypoints": [K, 3] (x, y, score), "score":
-    float, "mask": bool [H, W]}``."""
+    float, "mask": bool [H, W]}``, keypoints in COCO's continuous pixel coordinates (as
+    :func:`~.personlab_targets.encode` takes them)."""
     votes = hough_votes(fields["heatmap"], fields["short"], radius)
     people = group_keypoints(
         fields, votes, edges=edges, threshold=threshold, nms_radius=nms_radius,
@@ -310,8 +311,8 @@ def decode(
     totals = instance_scores(people, scores, nms_radius)
     result = [
         {
-            "keypoints": torch.tensor(
-                np.concatenate([p[:, :2], s[:, None]], 1), dtype=torch.float32
+            "keypoints": torch.tensor(  # back to continuous pixel coordinates
+                np.concatenate([p[:, :2] + 0.5, s[:, None]], 1), dtype=torch.float32
             ),
             "score": total,
             "mask": mask.cpu(),

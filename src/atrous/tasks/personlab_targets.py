@@ -1,6 +1,8 @@
 """PersonLab's training targets and losses (Papandreou et al., ECCV 2018, Sec. 3).
 
-Coordinates are pixels, ``(x, y)`` with pixel ``(col, row)`` at ``x = col, y = row``. For
+Keypoints come in COCO's continuous pixel coordinates (pixel ``(row i, col j)`` covers ``[j,
+j + 1) x [i, i + 1)``, its centre at ``(j + 0.5, i + 0.5)``); offsets are measured from pixel
+centres, in pixels, ``(x, y)``; inside, a pixel's centre sits at ``x = col, y = row``. For
 keypoint type ``k`` and person ``j`` with keypoint ``y_jk``, a pixel ``x`` in the disk
 ``D_R(y_jk)`` gets heatmap 1 and short offset ``y_jk - x`` (the nearest such keypoint where
 disks overlap); in that disk the mid-range offset of each tree edge ``k -> l`` is
@@ -107,7 +109,7 @@ def encode(
     if people_kp:
         points = torch.stack(people_kp)  # [J, K, 3]
         labelled = points[..., 2] > 0  # [J, K]
-        xy = points[..., :2]
+        xy = points[..., :2] - 0.5  # continuous coordinates -> pixel-centre coordinates
         # owner[k]: for each pixel the index of the nearest labelled keypoint k within R, or -1
         owner = torch.full((k, h, w), -1, dtype=torch.long, device=device)
         for kk in range(k):
