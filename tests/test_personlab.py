@@ -211,3 +211,26 @@ def test_round_trip_on_the_synthetic_people(tmp_path) -> None:
     scores = ap.compute()
     assert scores["people"] >= 24
     assert scores["keypoint_ap"] == 1.0 and scores["mask_ap"] == 1.0
+
+
+def test_refining_on_the_os4_maps_matches_the_input_size_on_linear_fields() -> None:
+    # short offsets pulling every pixel halfway to (20, 16), constant offsets (1, -1): the
+    # refinement is the same linear map at any resolution, and bilinear upsampling keeps it
+    # (away from the border, where each map clamps its reads at its own edge)
+    h, w, stride = 8, 10, 4
+    rows, cols = torch.arange(h * stride).float(), torch.arange(w * stride).float()
+    big_grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij")[::-1])
+    target = torch.tensor([20.0, 16.0])[:, None, None]
+    coarse = (torch.stack(torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(),
+                                         indexing="ij")[::-1]) + 0.5) * stride - 0.5  # fmt: skip
+    offsets = torch.tensor([1.0, -1.0])[:, None, None]
+    fine = refine(
+        offsets.expand(1, 1, 2, h * stride, w * stride),
+        (0.5 * (target - big_grid))[None, None], [0], steps=2,
+    )  # fmt: skip
+    small = refine(
+        offsets.expand(1, 1, 2, h, w), (0.5 * (target - coarse))[None, None], [0], steps=2,
+        stride=stride,
+    )  # fmt: skip
+    up = torch.nn.functional.interpolate(small[0], scale_factor=stride, mode="bilinear")
+    torch.testing.assert_close(up[0, :, 8:-8, 8:-8], fine[0, 0, :, 8:-8, 8:-8])

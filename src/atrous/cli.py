@@ -48,6 +48,7 @@ def _eval(args: argparse.Namespace) -> None:
         evaluate_checkpoint,
         format_table,
         panoptic_table,
+        people_table,
         refinement_table,
         trimap_line,
     )
@@ -82,6 +83,8 @@ def _eval(args: argparse.Namespace) -> None:
     print(format_table(result, classes))
     if "panoptic" in result:
         print(panoptic_table(result["panoptic"]))
+    if "keypoint_ap" in result:
+        print(people_table(result))
     if "trimap" in result:
         print(trimap_line(result["trimap"]))
     if "refined" in result:

@@ -17,7 +17,14 @@ from .crf_search import crf_grid_search
 from .loop import accumulate, evaluate
 from .pictures import comparison_grid
 from .refiners import chain, refiners_from_recipe
-from .report import crf_search_table, format_table, panoptic_table, refinement_table, trimap_line
+from .report import (
+    crf_search_table,
+    format_table,
+    panoptic_table,
+    people_table,
+    refinement_table,
+    trimap_line,
+)
 
 __all__ = [
     "Accumulator",
@@ -38,6 +45,7 @@ __all__ = [
     "evaluate_checkpoint",
     "panoptic_ids",
     "panoptic_table",
+    "people_table",
     "format_table",
     "refinement_table",
     "refiners_from_recipe",

@@ -82,3 +82,15 @@ def panoptic_table(result: dict[str, Any]) -> str:
             f"{name:<8}" + "".join(f"{100 * part[k]:>7.2f}" for k in ("pq", "sq", "rq", "pc"))
         )
     return "\n".join(rows)
+
+
+def people_table(result: dict[str, Any]) -> str:
+    """COCO keypoint AP (by OKS) and person mask AP, in percent (PersonLab's evaluator)."""
+    rows = [f"{'':<10}{'AP':>7}{'AP50':>7}{'AP75':>7}{'APm':>7}{'APl':>7}"]
+    for name, prefix in (("keypoints", "keypoint_"), ("masks", "mask_")):
+        cells = [
+            f"{100 * result[prefix + k]:>7.2f}" if prefix + k in result else f"{'-':>7}"
+            for k in ("ap", "ap50", "ap75", "apm", "apl")
+        ]
+        rows.append(f"{name:<10}" + "".join(cells))
+    return "\n".join(rows)

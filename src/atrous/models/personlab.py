@@ -41,11 +41,18 @@ def sample_offsets(field: Tensor, points: Tensor) -> Tensor:
 
 
 def refine(
-    offsets: Tensor, short: Tensor, targets: Sequence[int], steps: int = REFINE_STEPS
+    offsets: Tensor,
+    short: Tensor,
+    targets: Sequence[int],
+    steps: int = REFINE_STEPS,
+    *,
+    stride: float = 1.0,
 ) -> Tensor:
     """``O(x) <- x' + S_t(x') - x`` with ``x' = x + O(x)``, ``steps`` times (Sec. 3.2): each
     offset channel ``c`` of ``offsets`` ``[N, C, 2, H, W]`` moves by the short-range offset
-    ``short[:, targets[c]]`` found where it points."""
+    ``short[:, targets[c]]`` found where it points. Offsets are in input pixels; on maps
+    ``stride`` times coarser than the input (bilinearly aligned, ``align_corners=False``) a
+    point ``O`` pixels away is ``O / stride`` map cells away."""
     n, c, _, h, w = offsets.shape
     ys, xs = torch.meshgrid(
         torch.arange(h, device=offsets.device, dtype=offsets.dtype),
@@ -55,8 +62,16 @@ def refine(
     grid = torch.stack([xs, ys])  # [2, H, W]
     chosen = short[:, list(targets)]
     for _ in range(steps):
-        offsets = offsets + sample_offsets(chosen, grid + offsets)
+        offsets = offsets + sample_offsets(chosen, grid + offsets / stride)
     return offsets
+
+
+def _upsample(fields: Tensor, size: Sequence[int]) -> Tensor:
+    """``[N, C, 2, h, w]`` (or ``[N, C, h, w]``) offsets or logits, bilinearly to ``size``."""
+    shape = fields.shape
+    flat = fields.reshape(shape[0], -1, *shape[-2:])
+    up = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+    return up.view(*shape[:-2], *up.shape[-2:])
 
 
 class PersonLab(nn.Module):
@@ -75,9 +90,16 @@ class PersonLab(nn.Module):
         edges: Sequence[tuple[int, int]] = TREE_EDGES,
         radius: float = 32.0,
         channels: int = 256,
+        atrous_rates: Sequence[int] = (6, 12, 18),
         refine_steps: int = REFINE_STEPS,
+        refine_stride: int = 1,
     ) -> None:
         super().__init__()
+        if refine_stride not in (1, 4):
+            raise ValueError(
+                f"refine_stride is 1 (the input) or 4 (the decoder), not {refine_stride}"
+            )
+        self.refine_stride = refine_stride
         bad = [e for e in edges if not all(0 <= i < num_keypoints for i in e)]
         if bad:
             raise ValueError(f"tree edges {bad} name keypoints outside [0, {num_keypoints})")
@@ -87,7 +109,9 @@ class PersonLab(nn.Module):
         self.radius, self.refine_steps = float(radius), refine_steps
         self.num_classes, self.align_corners, self.pad_input = 2, False, True
         ch = backbone.feature_channels
-        self.aspp = ASPP(ch["out"], channels, output_stride=backbone.output_stride)
+        self.aspp = ASPP(
+            ch["out"], channels, tuple(atrous_rates), output_stride=backbone.output_stride
+        )
         self.decoder = PanopticDecoder(
             channels, ch["os8"], ch["os4"], projections=(64, 32), channels=channels
         )
@@ -116,20 +140,27 @@ class PersonLab(nn.Module):
         xp = self.pad(x) if self.pad_input else x
         features = self.backbone(xp)
         out = self.head(self.decoder(self.aspp(features["out"]), features))
-        out = F.interpolate(out, size=xp.shape[-2:], mode="bilinear", align_corners=False)
-        out = crop_to(out, height, width)
+        if self.refine_stride == 1:  # every map to the input size first (KerasPersonLab)
+            out = F.interpolate(out, size=xp.shape[-2:], mode="bilinear", align_corners=False)
+        stride = xp.shape[-2] / out.shape[-2]
         n, h, w = out.shape[0], out.shape[-2], out.shape[-1]
         heat, seg, short, mid, long = out.split(self.sizes, dim=1)
         short = short.float().view(n, -1, 2, h, w) * self.radius
         mid = mid.float().view(n, -1, 2, h, w) * self.radius
         long = long.float().view(n, -1, 2, h, w) * self.radius
-        return {
+        ends = [b for _, b in self.directed]
+        fields = {
             "heatmap_logits": heat,
             "seg_logits": seg[:, 0],
             "short": short,
-            "mid": refine(mid, short, [b for _, b in self.directed], self.refine_steps),
-            "long": refine(long, short, range(self.num_keypoints), self.refine_steps),
+            "mid": refine(mid, short, ends, self.refine_steps, stride=stride),
+            "long": refine(
+                long, short, range(self.num_keypoints), self.refine_steps, stride=stride
+            ),
         }
+        if self.refine_stride != 1:
+            fields = {key: _upsample(value, xp.shape[-2:]) for key, value in fields.items()}
+        return crop_to(fields, height, width)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         fields = self.forward_fields(x)
@@ -155,12 +186,16 @@ def personlab(
     width_mult: float = 1.0,
     radius: float = 32.0,
     channels: int = 256,
+    atrous_rates: Sequence[int] = (6, 12, 18),
     refine_steps: int = REFINE_STEPS,
+    refine_stride: int = 1,
     backbone_weights: str | None = None,
 ) -> PersonLab:
     """PersonLab on any atrous backbone (the paper: ResNet-101 / -152, ImageNet weights, OS16 —
     recalled, unverified); ``num_keypoints`` 17 with COCO's tree (see :class:`PersonLab`).
-    ``num_classes`` is the segmentation's two classes (background, person) and must be 2."""
+    ``num_classes`` is the segmentation's two classes (background, person) and must be 2.
+    ``refine_stride`` 4 refines the offsets on the decoder's OS4 maps and then brings every map
+    to the input size: 16x fewer bilinear reads than at the input (1, the KerasPersonLab way)."""
     if num_classes != 2:
         raise ValueError(
             f"personlab segments background and person: num_classes 2, not {num_classes}"
@@ -180,5 +215,7 @@ def personlab(
         num_keypoints=num_keypoints,
         radius=radius,
         channels=channels,
+        atrous_rates=atrous_rates,
         refine_steps=refine_steps,
+        refine_stride=refine_stride,
     )

@@ -110,31 +110,27 @@ def encode(
         points = torch.stack(people_kp)  # [J, K, 3]
         labelled = points[..., 2] > 0  # [J, K]
         xy = points[..., :2] - 0.5  # continuous coordinates -> pixel-centre coordinates
-        # owner[k]: for each pixel the index of the nearest labelled keypoint k within R, or -1
-        owner = torch.full((k, h, w), -1, dtype=torch.long, device=device)
-        for kk in range(k):
-            distance = (grid[None] - xy[:, kk, :, None, None]).norm(dim=1)  # [J, H, W]
-            distance[~labelled[:, kk]] = float("inf")
-            nearest, who = distance.min(0)
-            inside = nearest <= radius
-            owner[kk][inside] = who[inside]
-            heatmap[kk] = inside.float()
-            target = xy[who, kk].permute(2, 0, 1)  # [2, H, W]: the nearest keypoint per pixel
-            short[kk] = (target - grid) * inside
-        for c, (a, b) in enumerate(directed):
-            inside = owner[a] >= 0
-            who = owner[a].clamp_min(0)
-            valid = inside & labelled[who, b]
-            mid[c] = (xy[who, b].permute(2, 0, 1) - grid) * valid
-            mid_weight[c] = valid.float()
+        # who[k]: for each pixel the person of the nearest labelled keypoint k, inside: within R
+        # (all keypoint types at once: [J, K, H, W] squared distances)
+        d2 = (grid[0] - xy[..., 0, None, None]) ** 2 + (grid[1] - xy[..., 1, None, None]) ** 2
+        d2 = d2.masked_fill(~labelled[..., None, None], float("inf"))
+        nearest, who = d2.min(0)  # [K, H, W]
+        inside = nearest <= radius**2
+        heatmap = inside.float()
+        kk = torch.arange(k, device=device)[:, None, None]
+        short = (xy[who, kk].permute(0, 3, 1, 2) - grid) * inside[:, None]
+        a = torch.tensor([e[0] for e in directed], device=device)
+        b = torch.tensor([e[1] for e in directed], device=device)[:, None, None]
+        start = who[a]  # [2E, H, W]: whose disk of the edge's start keypoint each pixel is in
+        valid = inside[a] & labelled[start, b]
+        mid = (xy[start, b].permute(0, 3, 1, 2) - grid) * valid[:, None]
+        mid_weight = valid.float()
         masks = torch.stack(people_masks)  # [J, H, W]
-        count = masks.sum(0)
-        alone = count == 1  # no long-range loss where masks overlap
-        who = masks.float().argmax(0)
-        for kk in range(k):
-            valid = alone & labelled[who, kk]
-            long[kk] = (xy[who, kk].permute(2, 0, 1) - grid) * valid
-            long_weight[kk] = valid.float()
+        alone = masks.sum(0) == 1  # no long-range loss where masks overlap
+        person = masks.float().argmax(0)  # [H, W]
+        valid = alone & labelled[person].permute(2, 0, 1)  # [K, H, W]
+        long = (xy[person].permute(2, 3, 0, 1) - grid) * valid[:, None]
+        long_weight = valid.float()
     disks = heatmap > 0
     return {
         "heatmap": heatmap,
