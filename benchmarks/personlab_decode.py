@@ -60,9 +60,8 @@ def people(count: int, size: int, seed: int) -> list[dict]:
         for a, b in TREE_EDGES:
             draw.line([tuple(points[a]), tuple(points[b])], fill=1, width=9)
         keypoints = np.concatenate([points, np.full((17, 1), 2, np.float32)], 1)
-        result.append(
-            {"keypoints": torch.from_numpy(keypoints), "mask": torch.from_numpy(np.array(canvas) > 0)}
-        )
+        mask = torch.from_numpy(np.array(canvas) > 0)
+        result.append({"keypoints": torch.from_numpy(keypoints), "mask": mask})
     return result
 
 
