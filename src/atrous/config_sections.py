@@ -1,5 +1,5 @@
-"""The sections of a recipe (``data``, ``model``, ``train``, ``refine``, ``weak``, ``search``) as
-dataclasses with the papers' defaults; :mod:`atrous.config` reads YAML into them."""
+"""The sections of a recipe (``data``, ``model``, ``train``, ``refine``, ``weak``, ``panoptic``,
+``search``) as dataclasses with the papers' defaults; :mod:`atrous.config` reads YAML into them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from .models.spec import builder_parameters
 from .models.wrappers.crf_as_rnn import CRFParams
 from .models.wrappers.domain_transform import DEFAULT_SIGMA_R, DEFAULT_SIGMA_S
 from .models.wrappers.domain_transform import ITERATIONS as DT_ITERATIONS
+from .tasks.panoptic_targets import CENTER_WEIGHT as PANOPTIC_CENTER_WEIGHT
+from .tasks.panoptic_targets import OFFSET_WEIGHT as PANOPTIC_OFFSET_WEIGHT
+from .tasks.panoptic_targets import SIGMA as PANOPTIC_SIGMA
+from .tasks.panoptic_targets import SMALL_AREA as PANOPTIC_SMALL_AREA
+from .tasks.panoptic_targets import SMALL_WEIGHT as PANOPTIC_SMALL_WEIGHT
 
 
 def _plain_tuple(value: Any) -> Any:
@@ -232,6 +237,24 @@ class WeakConfig:
 
 
 @dataclass
+class PanopticConfig:
+    """Panoptic-DeepLab's targets, losses and post-processing (``task: panoptic``). Defaults are
+    the paper's for Cityscapes-size images (Cheng et al., CVPR 2020, Sec. 3-4; the deeplab2 /
+    detectron2 values); smaller images and objects want smaller ones (the demo's, measured in
+    benchmarks/results/panoptic_demo.md)."""
+
+    sigma: float = PANOPTIC_SIGMA  # centre heatmap Gaussian, pixels
+    small_area: int = PANOPTIC_SMALL_AREA  # instances under this many pixels ...
+    small_weight: float = PANOPTIC_SMALL_WEIGHT  # ... weigh this much in the semantic loss
+    center_weight: float = PANOPTIC_CENTER_WEIGHT  # x the centre MSE
+    offset_weight: float = PANOPTIC_OFFSET_WEIGHT  # x the offset L1 (pixels)
+    threshold: float = 0.1  # post-processing: centre score threshold
+    nms_kernel: int = 7  # centre NMS window (odd)
+    top_k: int = 200  # at most this many centres per image
+    stuff_area: int = 2048  # stuff regions under this many pixels become void
+
+
+@dataclass
 class SearchConfig:
     """Auto-DeepLab's search (``atrous search``); defaults are the paper's (Sec. 3.3): 12 layers,
     F = 8, weights by SGD with cosine LR 0.025 -> 0.001 and weight decay 3e-4, alpha/beta by Adam
@@ -262,3 +285,4 @@ class Config:
     refine: RefineConfig = field(default_factory=RefineConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     weak: WeakConfig = field(default_factory=WeakConfig)
+    panoptic: PanopticConfig = field(default_factory=PanopticConfig)

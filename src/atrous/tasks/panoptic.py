@@ -5,7 +5,9 @@ across processes, beside the semantic confusion matrix."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,8 +16,19 @@ from torch import Tensor
 from ..metrics import PanopticQuality, ParsingCovering
 from .base import PANOPTIC_DATASETS, StepLoss, Task, all_reduce_, labelled_pixels
 from .panoptic_decode import predict_panoptic
-from .panoptic_targets import panoptic_loss, panoptic_targets
+from .panoptic_targets import (
+    CENTER_WEIGHT,
+    OFFSET_WEIGHT,
+    SIGMA,
+    SMALL_AREA,
+    SMALL_WEIGHT,
+    panoptic_loss,
+    panoptic_targets,
+)
 from .semantic import SemanticEvaluator
+
+POSTPROCESS_KEYS = ("threshold", "nms_kernel", "top_k", "stuff_area")
+"""The ``panoptic:`` recipe keys that go to :func:`.panoptic_from_outputs`, not to training."""
 
 
 def panoptic_ids(mask: Tensor, label_divisor: int = 1000, void_label: int = 255) -> Tensor:
@@ -114,8 +127,31 @@ class PanopticTask(Task):
     name = "panoptic"
     main_metric = "panoptic.pq"
 
-    def __init__(self, thing_classes: Any = None) -> None:
+    def __init__(
+        self,
+        thing_classes: Any = None,
+        *,
+        sigma: float = SIGMA,
+        small_area: int = SMALL_AREA,
+        small_weight: float = SMALL_WEIGHT,
+        center_weight: float = CENTER_WEIGHT,
+        offset_weight: float = OFFSET_WEIGHT,
+        postprocess: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Targets (``sigma``, ``small_area``, ``small_weight``) and loss weights as
+        :func:`.panoptic_targets` and :func:`.panoptic_loss` take them; ``postprocess``
+        (threshold, nms_kernel, top_k, stuff_area) goes to the evaluator's post-processing."""
         self.thing_classes = None if thing_classes is None else tuple(thing_classes)
+        self.targets = {"sigma": sigma, "small_area": small_area, "small_weight": small_weight}
+        self.weights = {"center_weight": center_weight, "offset_weight": offset_weight}
+        self.postprocess = dict(postprocess or {})
+
+    @classmethod
+    def from_recipe(cls, cfg: Any) -> PanopticTask:
+        """The recipe's ``panoptic:`` section (targets, loss weights, post-processing)."""
+        options = dataclasses.asdict(cfg.panoptic)
+        post = {key: options.pop(key) for key in POSTPROCESS_KEYS}
+        return cls(**options, postprocess=post)
 
     @classmethod
     def recipe_problems(cls, cfg: Any) -> list[str]:
@@ -143,9 +179,9 @@ class PanopticTask(Task):
     def loss(self, outputs: Any, masks: Tensor, *, top_k_percent: float = 1.0) -> StepLoss:
         if self.thing_classes is None:
             raise ValueError("the panoptic task needs thing_classes (bind it to its model)")
-        targets = panoptic_targets(masks, self.thing_classes)
-        value = panoptic_loss(outputs, targets, top_k_percent=top_k_percent)
+        targets = panoptic_targets(masks, self.thing_classes, **self.targets)
+        value = panoptic_loss(outputs, targets, top_k_percent=top_k_percent, **self.weights)
         return StepLoss(value, labelled_pixels(targets["semantic"]))
 
     def evaluator(self, predictor: Any, num_classes: int) -> PanopticEvaluator:
-        return PanopticEvaluator(predictor, num_classes)
+        return PanopticEvaluator(predictor, num_classes, **self.postprocess)
