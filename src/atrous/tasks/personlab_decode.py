@@ -39,6 +39,11 @@ MASK_THRESHOLD = 0.25
 VOTE_MIN = 0.01
 """Heatmap probability under which a pixel does not vote (atrous's shortcut, see
 :func:`hough_votes`)."""
+MASK_MIN_SCORE = 0.1
+"""Only people scoring at least this take person pixels (atrous's choice, as tfjs-models
+body-pix assigns pixels only to poses above a score threshold): without it the many faint
+people of stray seeds take the pixels of the real ones (the demo's mask AP: 0.2% without,
+16% with; benchmarks/results/personlab.md)."""
 SNAP_STEPS = 2
 """After each mid-range step the keypoint is moved by its short-range offset this many times
 (tfjs-models body-pix's decoder, as read in it)."""
@@ -115,29 +120,23 @@ def group_keypoints(
     nms_radius: float = NMS_RADIUS,
     snap_steps: int = SNAP_STEPS,
     max_people: int | None = None,
-    long_check: bool = True,
 ) -> list[np.ndarray]:
     """People as ``[K, 3]`` arrays (x, y, heatmap probability): seeds popped from one priority
     queue; a seed within ``nms_radius`` of the same keypoint of a person already found is
     dropped, otherwise it starts a person whose other keypoints follow the tree breadth-first,
     ``y_l = y_k + M_kl(y_k)``, each then snapped by its short-range offset (Sec. 3.2).
 
-    ``long_check`` (atrous's addition, not the paper's): a walk cannot cross a keypoint the
-    network was never shown (an unlabelled one has no mid-range target), and may then land on
-    a neighbour's keypoints; so each keypoint is also read from the long-range offsets of the
-    person's pixels (those whose seed-keypoint embedding is within ``nms_radius`` of the seed),
-    snapped the same way, and where the two readings disagree by more than ``nms_radius`` the
-    one with the higher heatmap probability is kept (the long-range one on a tie)."""
+    Fields with a ``mid_weight`` (:func:`~.personlab_targets.encode`'s) say where a mid-range
+    offset is defined: a walk does not cross an edge to a keypoint that was not labelled, and
+    the keypoints it then cannot reach are read from the long-range offsets of the person's
+    pixels instead (atrous's addition; a network's offsets are defined everywhere, so on its
+    fields the walk is the paper's)."""
     heatmap = fields["heatmap"].float().cpu().numpy()
     short = fields["short"].float().cpu().numpy()
     mid = fields["mid"].float().cpu().numpy()
+    known = fields.get("mid_weight")
+    known = None if known is None else known.float().cpu().numpy()
     k = heatmap.shape[0]
-    fields_np = {"heatmap": heatmap, "short": short}
-    if long_check:
-        seg = fields["seg"].float().cpu().numpy()
-        rows, cols = np.nonzero(seg > SEG_THRESHOLD)
-        long = fields["long"].float().cpu().numpy()[:, :, rows, cols]  # [K, 2, P]
-        fields_np["embedding"] = long + np.stack([cols, rows])[None].astype(np.float32)
     directed = directed_edges(edges)
     neighbours: dict[int, list[tuple[int, int]]] = {i: [] for i in range(k)}
     for channel, (a, b) in enumerate(directed):
@@ -146,6 +145,7 @@ def group_keypoints(
     heapq.heapify(queue)
     people: list[np.ndarray] = []
     found = np.zeros((0, k, 2))
+    embedding: tuple[np.ndarray, np.ndarray | None] | None = None
     while queue and (max_people is None or len(people) < max_people):
         _, kp, col, row = heapq.heappop(queue)
         x, y = (float(col), float(row)) + short[kp, :, row, col]
@@ -159,45 +159,64 @@ def group_keypoints(
             for channel, b in neighbours[a]:
                 if not np.isnan(person[b, 0]):
                     continue
+                if known is not None and _bilinear(known[channel], *person[a, :2]) < 0.5:
+                    continue  # no mid-range offset was defined along this edge here
                 point = person[a, :2] + _bilinear(mid[channel], *person[a, :2])
                 for _ in range(snap_steps):
                     point = point + _bilinear(short[b], *point)
                 person[b] = (*point, _bilinear(heatmap[b], *point))
                 frontier.append(b)
-        person[np.isnan(person)] = 0.0  # keypoints the tree cannot reach (a forest's other trees)
-        if long_check:
-            _check_with_long(person, kp, fields_np, nms_radius, snap_steps)
+        if np.isnan(person[:, 0]).any():
+            embedding = embedding or _embedding(fields)
+            _fill_from_long(person, kp, embedding, heatmap, short, nms_radius, snap_steps)
+        person[np.isnan(person)] = 0.0  # not reached (a forest's other trees, no long offsets)
         people.append(person)
         found = np.concatenate([found, person[None, :, :2]])
     return people
 
 
-def _check_with_long(
-    person: np.ndarray, seed: int, fields: dict[str, np.ndarray], radius: float, snap_steps: int
+def _embedding(fields: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x + L_k(x)`` ``[K, 2, P]`` of the person pixels (segmentation above 0.5), and where
+    the long-range offsets are defined ``[K, P]`` (from a ``long_weight``, else None)."""
+    seg = fields["seg"].float().cpu().numpy()
+    rows, cols = np.nonzero(seg > SEG_THRESHOLD)
+    long = fields["long"].float().cpu().numpy()[:, :, rows, cols]
+    weight = fields.get("long_weight")
+    defined = None if weight is None else weight.float().cpu().numpy()[:, rows, cols] > 0.5
+    return long + np.stack([cols, rows])[None].astype(np.float32), defined
+
+
+def _fill_from_long(
+    person: np.ndarray,
+    seed: int,
+    embedding: tuple[np.ndarray, np.ndarray | None],
+    heatmap: np.ndarray,
+    short: np.ndarray,
+    radius: float,
+    snap_steps: int,
 ) -> None:
-    """:func:`group_keypoints`' ``long_check``, in place on ``person`` ``[K, 3]``."""
-    embedding = fields.get("embedding")
-    if embedding is None or embedding.shape[-1] == 0:
+    """The keypoints a walk did not reach (NaN), in place: the median of ``x + L_b(x)`` over the
+    person's pixels (those whose seed-type embedding lies within ``radius`` of the seed), then
+    snapped by the short-range offsets."""
+    points, defined = embedding
+    if points.shape[-1] == 0:
         return
-    own = np.hypot(*(embedding[seed] - person[seed, :2, None])) <= radius
-    if not own.any():
-        return
-    heatmap, short = fields["heatmap"], fields["short"]
-    reading = np.median(embedding[:, :, own], axis=2)  # [K, 2]
-    for b in range(len(person)):
-        if b == seed or np.hypot(*(reading[b] - person[b, :2])) <= radius:
+    own = np.hypot(*(points[seed] - person[seed, :2, None])) <= radius
+    if defined is not None:
+        own &= defined[seed]
+    for b in np.nonzero(np.isnan(person[:, 0]))[0]:
+        chosen = own if defined is None else own & defined[b]
+        if not chosen.any():
             continue
-        point = reading[b]
+        point = np.median(points[b][:, chosen], axis=1)
         for _ in range(snap_steps):
             point = point + _bilinear(short[b], *point)
-        p = float(_bilinear(heatmap[b], *point))
-        if p >= person[b, 2]:
-            person[b] = (*point, p)
+        person[b] = (*point, _bilinear(heatmap[b], *point))
 
 
 def person_masks(
     fields: dict[str, Tensor],
-    people: Sequence[np.ndarray],
+    people: Sequence[np.ndarray | None],
     *,
     seg_threshold: float = SEG_THRESHOLD,
     mask_threshold: float = MASK_THRESHOLD,
@@ -207,7 +226,8 @@ def person_masks(
     person ``j`` with the least ``D = sum_k p_jk |x + L_k(x) - y_jk| / (lambda_j sum_k p_jk)``
     if ``D < mask_threshold`` (Sec. 3.4; argmin, not the argmax of the KerasPersonLab port).
     ``lambda_j``: the square root of the area of the box of the person's keypoints, at least
-    ``radius`` (recalled, unverified: the paper's person scale is not known before its mask)."""
+    ``radius`` (recalled, unverified: the paper's person scale is not known before its mask).
+    A ``None`` person takes no pixels."""
     seg = fields["seg"].float()
     h, w = seg.shape
     masks = torch.zeros(len(people), h, w, dtype=torch.bool, device=seg.device)
@@ -221,6 +241,8 @@ def person_masks(
     owner = torch.full((candidates.numel(),), -1, dtype=torch.long, device=seg.device)
     rows, cols = candidates // w, candidates % w
     for j, person in enumerate(people):
+        if person is None:
+            continue
         points = torch.as_tensor(person, dtype=torch.float32, device=seg.device)
         p = points[:, 2].clamp_min(0)
         if float(p.sum()) <= 0:
@@ -316,7 +338,7 @@ def decode(
     seg_threshold: float = SEG_THRESHOLD,
     mask_threshold: float = MASK_THRESHOLD,
     max_people: int | None = None,
-    long_check: bool = True,
+    mask_min_score: float = MASK_MIN_SCORE,
 ) -> list[dict[str, Any]]:
     """People of one image's fields (``heatmap`` ``[K,H,W]`` and ``seg`` ``[H,W]`` as
     probabilities, ``short`` ``[K,2,H,W]``, refined ``mid`` ``[2E,2,H,W]`` and ``long``
@@ -326,14 +348,16 @@ def decode(
     votes = hough_votes(fields["heatmap"], fields["short"], radius)
     people = group_keypoints(
         fields, votes, edges=edges, threshold=threshold, nms_radius=nms_radius,
-        snap_steps=snap_steps, max_people=max_people, long_check=long_check,
+        snap_steps=snap_steps, max_people=max_people,
     )  # fmt: skip
-    masks = person_masks(
-        fields, people, seg_threshold=seg_threshold, mask_threshold=mask_threshold, radius=radius
-    )
-    areas = [float(m.sum()) or _box_area(p) for m, p in zip(masks, people, strict=True)]
-    scores = expected_oks(votes, people, areas, radius)
+    # scored with their keypoint box's area as the person area (the mask's is not known yet);
+    # the people scoring mask_min_score or more take the person pixels
+    scores = expected_oks(votes, people, [_box_area(p) for p in people], radius)
     totals = instance_scores(people, scores, nms_radius)
+    claim = [p if t >= mask_min_score else None for p, t in zip(people, totals, strict=True)]
+    masks = person_masks(
+        fields, claim, seg_threshold=seg_threshold, mask_threshold=mask_threshold, radius=radius
+    )
     result = [
         {
             "keypoints": torch.tensor(  # back to continuous pixel coordinates
