@@ -191,18 +191,20 @@ def run_personlab_demo(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The PersonLab demo: synthetic stick-figure people (several per image, touching,
     occluded, some keypoints unlabelled), PersonLab (MobileNetV2, width 0.5) trained from
     scratch, COCO keypoint AP and person mask AP on the held-out images through pycocotools,
-    and ``atrous predict``'s pictures (skeletons, instance masks) of eight of them."""
+    and ``atrous predict``'s pictures (skeletons, instance masks) of eight of them.
+    ``overrides`` (``key=value``) change the recipe (benchmarks/personlab_demo.py)."""
     start = time.perf_counter()
     out = _fresh(out)
-    overrides = [f"train.out_dir={out}", f"train.seed={seed}", f"train.device={device}"]
+    run = [f"train.out_dir={out}", f"train.seed={seed}", f"train.device={device}"]
     if steps is not None:
-        overrides.append(f"train.steps={steps}")
+        run.append(f"train.steps={steps}")
     root = make_synthetic_people(out / "data", seed=seed)
-    cfg = load_config(None, [*PERSONLAB_OVERRIDES, f"data.root={root}", *overrides])
+    cfg = load_config(None, [*PERSONLAB_OVERRIDES, f"data.root={root}", *run, *overrides])
     result = train(cfg, progress=progress)
     predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
     val_set = build_dataset("coco_keypoints", root, cfg.data.val_split)
