@@ -312,3 +312,15 @@ def test_dataset_applies_transforms(people: Path):
     transform = KeypointTrainTransforms(32, mean=MEAN, std=STD)
     image, target = COCOKeypoints(people, "val", transforms=transform)[0]
     assert image.shape == (3, 32, 32) and target["masks"].shape[-2:] == (32, 32)
+
+
+def test_data_check_reads_coco_keypoints(tmp_path):
+    from atrous.data.check import check_data
+    from atrous.data.synthetic_people import make_synthetic_people
+
+    root = make_synthetic_people(tmp_path, num_train=2, num_val=4, seed=5)
+    dataset = build_dataset("coco_keypoints", root, "val")
+    people = sum(int((~dataset[i][1]["iscrowd"]).sum()) for i in range(len(dataset)))
+    report = check_data("coco_keypoints", root, "val")
+    assert report.ok and report.num_images == 4 and report.instances == people
+    assert report.pixel_counts[1] > 0 and "people (keypoints)" in report.format()

@@ -51,7 +51,7 @@ class CheckReport:
                 f"{100 * self.ignored_pixels / total:>6.2f}%"
             )
         if self.instances is not None:
-            lines.append(f"{self.instances} thing instances (panoptic)")
+            lines.append(f"{self.instances} thing instances (panoptic) or people (keypoints)")
         lines.append("OK" if self.ok else "FAILED: fix the files above")
         return "\n".join(lines)
 
@@ -60,14 +60,22 @@ def check_dataset(dataset: PairedDataset, *, progress: bool = True) -> CheckRepo
     """Read every pair of ``dataset`` (built with ``strict=False``), collecting each problem
     instead of stopping at the first, and count pixels per class."""
     counts = torch.zeros(dataset.num_classes, dtype=torch.int64)
-    report = CheckReport(len(dataset), dataset.classes, missing=list(dataset.missing))
+    missing = list(getattr(dataset, "missing", ()))
+    report = CheckReport(len(dataset), dataset.classes, missing=missing)
     for index in tqdm(range(len(dataset)), desc="check", unit="img", disable=not progress):
         try:
             _, mask = dataset.load(index)
         except DataError as err:
             report.errors.append(str(err))
             continue
-        if mask.ndim == 3:  # panoptic: (semantic, instance)
+        if isinstance(mask, dict):  # people (coco_keypoints): person pixels, people counted
+            people, crowd = mask["masks"].bool(), mask["iscrowd"].bool()
+            report.instances = (report.instances or 0) + int((~crowd).sum())
+            semantic = torch.zeros(people.shape[-2:], dtype=torch.int64)
+            semantic[people[~crowd].any(0)] = 1
+            semantic[people[crowd].any(0)] = IGNORE_INDEX
+            mask = semantic
+        elif mask.ndim == 3:  # panoptic: (semantic, instance)
             semantic, instance = mask[0], mask[1]
             things = torch.tensor(getattr(dataset, "thing_classes", ()), dtype=torch.int64)
             member = torch.isin(semantic, things) & (instance > 0)
@@ -157,4 +165,6 @@ def check_data(
             root, split, boxes=boxes, image_labels=image_labels, num_classes=num_classes
         )
     options = {"num_classes": num_classes} if num_classes else {}
+    if dataset == "coco_keypoints":  # its annotations are checked when it is built
+        return check_dataset(build_dataset(dataset, root, split, **options))
     return check_dataset(build_dataset(dataset, root, split, strict=False, **options))

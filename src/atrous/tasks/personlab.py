@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data import build_dataset
 from ..data.info import IGNORE_INDEX
 from ..data.keypoints import KeypointTrainTransforms
 from ..metrics.keypoints import PersonAP
@@ -145,8 +146,6 @@ class PersonLabTask(Task):
         return problems
 
     def train_dataset(self, cfg: Any, transforms: Any, options: dict[str, Any]) -> Any:
-        from ..data import build_dataset
-
         d = cfg.data
         augment = KeypointTrainTransforms(
             d.crop_size, mean=d.mean, std=d.std, scale_range=d.scale_range, hflip=d.hflip
