@@ -234,3 +234,13 @@ def test_refining_on_the_os4_maps_matches_the_input_size_on_linear_fields() -> N
     )  # fmt: skip
     up = torch.nn.functional.interpolate(small[0], scale_factor=stride, mode="bilinear")
     torch.testing.assert_close(up[0, :, 8:-8, 8:-8], fine[0, 0, :, 8:-8, 8:-8])
+
+
+def test_decode_says_what_is_wrong_with_its_fields() -> None:
+    fields = encode(_stick_people(0, 2, (64, 96)), (64, 96))
+    with pytest.raises(ValueError, match="missing long"):
+        decode({k: v for k, v in fields.items() if k != "long"})
+    with pytest.raises(ValueError, match=r"index a batch's fields with \[i\]"):
+        decode({k: v[None] for k, v in fields.items()})
+    with pytest.raises(ValueError, match="seg must be"):
+        decode({**fields, "seg": fields["seg"][:10]})

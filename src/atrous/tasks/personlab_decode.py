@@ -326,6 +326,27 @@ def instance_scores(
     return result
 
 
+def _check_fields(fields: dict[str, Tensor]) -> None:
+    """One clear error for fields that are not one image's in :func:`encode`'s layout."""
+    missing = [key for key in ("heatmap", "short", "mid", "long", "seg") if key not in fields]
+    if missing:
+        raise ValueError(f"decode needs one image's fields; missing {', '.join(missing)}")
+    heatmap = fields["heatmap"]
+    if heatmap.ndim != 3:
+        raise ValueError(
+            f"decode takes one image's fields: heatmap [K, H, W], got {tuple(heatmap.shape)} "
+            "(index a batch's fields with [i])"
+        )
+    k, h, w = heatmap.shape
+    expected = {"short": (k, 2, h, w), "long": (k, 2, h, w), "seg": (h, w)}
+    for key, shape in expected.items():
+        if tuple(fields[key].shape) != shape:
+            raise ValueError(f"decode: {key} must be {list(shape)}, got {list(fields[key].shape)}")
+    mid = fields["mid"]
+    if mid.ndim != 4 or tuple(mid.shape[1:]) != (2, h, w):
+        raise ValueError(f"decode: mid must be [2E, 2, {h}, {w}], got {list(mid.shape)}")
+
+
 @torch.no_grad()
 def decode(
     fields: dict[str, Tensor],
@@ -345,6 +366,7 @@ def decode(
     ``[K,2,H,W]``), highest score first: each ``{"keypoints": [K, 3] (x, y, score), "score":
     float, "mask": bool [H, W]}``, keypoints in COCO's continuous pixel coordinates (as
     :func:`~.personlab_targets.encode` takes them)."""
+    _check_fields(fields)
     votes = hough_votes(fields["heatmap"], fields["short"], radius)
     people = group_keypoints(
         fields, votes, edges=edges, threshold=threshold, nms_radius=nms_radius,
