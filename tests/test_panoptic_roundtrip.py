@@ -8,6 +8,7 @@ reaches the task's targets, losses and evaluator."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -98,3 +99,18 @@ def test_the_recipe_section_reaches_the_task(monkeypatch: pytest.MonkeyPatch):
     model = SimpleNamespace(label_divisor=1000, thing_classes=(1,))
     evaluator = task.evaluator(SimpleNamespace(model=model), 2)
     assert evaluator.panoptic.options["nms_kernel"] == 5
+
+
+def test_metrics_json_keeps_things_pq(tmp_path: Path):
+    """The panoptic demo's metrics.json (written by the training loop) holds
+    panoptic.things.pq beside mIoU, with the demo's post-processing."""
+    from atrous.training import train
+
+    data = make_synthetic_dataset(tmp_path / "data", num_train=4, num_val=2,
+                                  size_range=(48, 64), seed=1, panoptic=True)  # fmt: skip
+    cfg = load_config(None, [*PANOPTIC_OVERRIDES, f"data.root={data}", "data.crop_size=48",
+                             "model.width_mult=0.25", "train.steps=2", "train.batch_size=2",
+                             f"train.out_dir={tmp_path / 'run'}"])  # fmt: skip
+    train(cfg, progress=False)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= written["panoptic"]["things"]["pq"] <= 1 and "miou" in written
