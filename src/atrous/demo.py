@@ -160,6 +160,19 @@ def run_panoptic_demo(
     val_set = build_dataset("panoptic_folder", cfg.data.root, cfg.data.val_split)
     paths = [image for image, _ in val_set.samples[:8]]
     predict_to_files(predictor, paths, out / "predictions", progress=progress)
+    # the panoptic pictures again with the recipe's post-processing, as metrics.json scored
+    # them (predict_to_files decodes with the library's defaults)
+    from .inference.writer import save_panoptic
+    from .tasks.panoptic import POSTPROCESS_KEYS
+    from .tasks.panoptic_decode import predict_panoptic
+
+    options = {key: getattr(cfg.panoptic, key) for key in POSTPROCESS_KEYS}
+    for index, path in enumerate(paths):
+        image = val_set[index][0]
+        x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
+        pan = predict_panoptic(predictor.model, x, **options)[0].cpu().numpy()
+        save_panoptic(pan, image.permute(1, 2, 0).numpy(), out / "predictions", path.stem,
+                      predictor.info, predictor.model.label_divisor)  # fmt: skip
     return {
         "metrics": result["metrics"],
         "checkpoint": result["checkpoint"],
