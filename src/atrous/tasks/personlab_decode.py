@@ -251,9 +251,13 @@ def person_masks(
         # only pixels within the person's keypoint box widened by its scale on every side
         # (atrous's shortcut: the cost grows with the people's area, not people x image)
         low, high = _box(person) - scale, _box(person, upper=True) + scale
-        near = (cols >= low[0]) & (cols <= high[0]) & (rows >= low[1]) & (rows <= high[1])
-        near = near.nonzero().squeeze(1)
-        distance = (embedding[:, :, near] - points[:, :2, None]).norm(dim=1)  # [K, P]
+        # candidates are in row-major order: the window's rows are one slice of them
+        first = int(torch.searchsorted(rows, low[1].ceil().long()))
+        last = int(torch.searchsorted(rows, high[1].floor().long(), right=True))
+        band = cols[first:last]
+        near = ((band >= low[0]) & (band <= high[0])).nonzero().squeeze(1) + first
+        delta = embedding[:, :, near] - points[:, :2, None]
+        distance = (delta[:, 0] ** 2 + delta[:, 1] ** 2).sqrt()  # [K, P]
         d = (p[:, None] * distance).sum(0) / (scale * p.sum())
         better = d < best[near]
         best[near[better]] = d[better]
