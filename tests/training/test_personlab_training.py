@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from atrous.cli import main
 from atrous.config import load_config
 from atrous.data import make_synthetic_people
 from atrous.loader import load
@@ -13,7 +14,7 @@ from atrous.models import PersonLab
 from atrous.training import train
 
 
-def test_training_on_synthetic_people_lowers_the_loss_and_scores_ap(tmp_path: Path):
+def test_training_on_synthetic_people_lowers_the_loss_and_scores_ap(tmp_path: Path, capsys):
     data = make_synthetic_people(tmp_path / "data", num_train=8, num_val=3, size=(64, 64),
                                  seed=1)  # fmt: skip
     cfg = load_config(None, [
@@ -33,3 +34,11 @@ def test_training_on_synthetic_people_lowers_the_loss_and_scores_ap(tmp_path: Pa
     assert saved["images"] == 3
     model = load(result["checkpoint"]).model
     assert isinstance(model, PersonLab) and model.radius == 6.0 and model.refine_stride == 4
+    # atrous eval scores the checkpoint with its task: the same numbers, and the AP table
+    args = ["eval", "--checkpoint", str(result["checkpoint"]), "--data", str(data),
+            "--dataset", "coco_keypoints", "--split", "val", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "keypoints" in printed and "masks" in printed and "AP50" in printed
+    scored = json.loads((tmp_path / "run" / "eval_val.json").read_text())
+    assert scored["keypoint_ap"] == saved["keypoint_ap"] and scored["mask_ap"] == saved["mask_ap"]

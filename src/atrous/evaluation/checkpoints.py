@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..config import from_dict
 from ..data import build_dataset
 from ..errors import DataError
 from ..inference import Predictor, check_output_file, json_report_with, resolve_device
@@ -120,7 +121,11 @@ def evaluate_checkpoint(
         checkpoint, data_root, split, dataset, device, predictor_options
     )
     n = len(loaded.info.classes)
-    task = TASKS[loaded.task]()  # the checkpoint's recipe's task scores it (panoptic: PQ, PC)
+    # the checkpoint's recipe's task, set up as its recipe says, scores it (panoptic: PQ, PC
+    # with the recipe's post-processing; personlab: keypoint and mask AP)
+    config = loaded.state.get("config")
+    task_class = TASKS[loaded.task]
+    task = task_class.from_recipe(from_dict(config, str(loaded.path))) if config else task_class()
     accumulators: dict[str, Accumulator] = {
         "metrics": task.evaluator(predictor, n),
         "nonfinite": NonFinite(),
