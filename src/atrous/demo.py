@@ -202,7 +202,8 @@ PERSONLAB_OVERRIDES = (
     "train.optimizer=adam",
     "train.lr=0.001",
     "train.amp=none",
-    "train.steps=1500",
+    # 1,000 steps: about 5 minutes here; 1,500 double both APs (benchmarks/results/personlab.md)
+    "train.steps=1000",
     "train.batch_size=4",
     "train.checkpoint_every=500",
 )
