@@ -21,6 +21,7 @@ from atrous.models.spec import WRAPPERS
 from atrous.models.wrappers import WrappedModel
 from atrous.tasks.losses import segmentation_loss
 from atrous.tasks.panoptic_targets import panoptic_loss, panoptic_targets
+from atrous.tasks.personlab_targets import encode, personlab_loss
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -34,6 +35,8 @@ def small(name: str, **kwargs: object) -> nn.Module:
         options["channels"] = 16
     if "thing_classes" in accepted:
         options["thing_classes"] = [1, 2]
+    if "num_keypoints" in accepted:  # PersonLab: background / person, on a small backbone
+        options.update(num_classes=2, backbone="mobilenetv2", width_mult=0.25, radius=4.0)
     options.update(kwargs)
     return build_model(name, **options)
 
@@ -77,6 +80,15 @@ NETWORKS: dict[str, Callable[[], nn.Module]] = {
 UNEXPORTABLE = ("domain_transform", "dense_crf")
 
 
+def _semantic(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The semantic logits of a model's eval output (PersonLab's is a dict of fields)."""
+    return out["semantic"] if isinstance(out, dict) else out
+
+
+def _classes(model: nn.Module) -> int:
+    return 2 if hasattr(model, "num_keypoints") else 3
+
+
 def _randomize_bn(model: nn.Module) -> nn.Module:
     """Non-trivial BN statistics, so eval mode is not an identity."""
     for m in model.modules():
@@ -112,10 +124,11 @@ def test_logits_at_odd_input_sizes(name: str, output_stride: int) -> None:
     if output_stride not in model.output_strides:
         pytest.skip(f"{name} runs at output strides {model.output_strides} only")
     model.set_output_stride(output_stride)
-    assert model.output_stride == output_stride and model.num_classes == 3
+    n = _classes(model)
+    assert model.output_stride == output_stride and model.num_classes == n
     with torch.no_grad():
         for size in [(33, 47), (65, 65)]:
-            assert model(torch.randn(2, 3, *size)).shape == (2, 3, *size)
+            assert _semantic(model(torch.randn(2, 3, *size))).shape == (2, n, *size)
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
@@ -129,7 +142,15 @@ def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
     x = torch.randn(2, 3, 33, 47)
     target = torch.randint(0, 3, (2, 33, 47))
     outputs = model(x)
-    if isinstance(outputs, dict) and "semantic" in outputs:  # panoptic: semantic, centre, offsets
+    if hasattr(model, "num_keypoints"):  # PersonLab: one person's targets, the five losses
+        points = torch.rand(17, 3) * torch.tensor([47.0, 33.0, 0.0]) + torch.tensor([0, 0, 2.0])
+        mask = torch.zeros(33, 47, dtype=torch.bool)
+        mask[5:30, 10:40] = True
+        one = encode([{"keypoints": points, "mask": mask}], (33, 47), radius=4.0)
+        personlab_loss(outputs, {k: v[None].expand(2, *v.shape) for k, v in one.items()})[
+            0
+        ].backward()
+    elif isinstance(outputs, dict) and "semantic" in outputs:  # panoptic: semantic, centre, offsets
         instances = torch.randint(0, 3, (2, 33, 47))
         masks = torch.stack([target, instances], dim=1)
         targets = panoptic_targets(masks, model.thing_classes, sigma=2.0)
@@ -187,6 +208,7 @@ def test_output_stride_round_trip(name: str) -> None:
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     # The same function again (conv algorithms may differ in the last float bits).
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    before, at_other = _semantic(before), _semantic(at_other)
     assert at_other.shape == before.shape and not torch.allclose(at_other, before)
 
 
@@ -194,7 +216,11 @@ EXPORT_SIZE, OTHER_SIZE = (65, 65), (97, 81)
 
 
 EXPORTABLE = {
-    **{name: (lambda name=name: small(name)) for name in MODELS if name != "panoptic_deeplab"},
+    **{
+        name: (lambda name=name: small(name))
+        for name in MODELS
+        if name not in ("panoptic_deeplab", "personlab")
+    },
     **{n: f for n, f in NETWORKS.items() if n.startswith("decoder:")},
     **{f"wrapper:{w}": (lambda w=w: _wrapped(w)) for w in WRAPPERS if w not in UNEXPORTABLE},
 }
@@ -220,7 +246,7 @@ def test_onnx_and_torchscript_match_eager(name: str, tmp_path: Path) -> None:
         assert np.abs(scripted - eager).max() < tolerance, "TorchScript"
 
 
-@pytest.mark.parametrize("wrapper", [*UNEXPORTABLE, "panoptic_deeplab"])
+@pytest.mark.parametrize("wrapper", [*UNEXPORTABLE, "panoptic_deeplab", "personlab"])
 def test_wrappers_refuse_export_clearly(wrapper: str, tmp_path: Path) -> None:
     model = (small(wrapper) if wrapper in MODELS else _wrapped(wrapper)).eval()
     with pytest.raises(AtrousError, match="cannot be exported"):

@@ -20,6 +20,12 @@ def check_exportable(model: nn.Module) -> None:
             "panoptic models cannot be exported yet: the file would hold the semantic logits "
             "alone; deploy them with atrous.tasks.panoptic_decode.predict_panoptic"
         )
+    if hasattr(model, "num_keypoints"):
+        raise AtrousError(
+            "PersonLab models cannot be exported yet: their eval output is a dict of fields "
+            "(heatmaps, offsets, segmentation) for atrous.tasks.personlab.decode; deploy them "
+            "with atrous.Predictor and decode"
+        )
     for module in model.modules():
         if isinstance(module, (DomainTransform, DenseCRF)):
             name = "a domain transform" if isinstance(module, DomainTransform) else "a dense CRF"
