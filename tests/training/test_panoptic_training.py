@@ -74,3 +74,15 @@ def test_training_on_panoptic_scenes_lowers_the_loss_and_scores_pq(tmp_path: Pat
     assert 0 <= panoptic["pq"] <= 1 and 0 <= panoptic["pc"] <= 1 and "things" in panoptic
     model = load(result["checkpoint"]).model
     assert isinstance(model, PanopticDeepLab) and model.thing_classes == (1, 2, 3, 4)
+
+
+def test_atrous_rates_reach_both_aspps():
+    from atrous.models import panoptic_deeplab
+
+    model = panoptic_deeplab(backbone="mobilenetv2", width_mult=0.25, num_classes=3,
+                             thing_classes=[1], atrous_rates=(1, 2, 3))  # fmt: skip
+    assert model.semantic_aspp.rates_at_os16 == (1, 2, 3)
+    assert model.instance_aspp.rates_at_os16 == (1, 2, 3)
+    assert panoptic_deeplab(
+        backbone="mobilenetv2", width_mult=0.25
+    ).semantic_aspp.rates_at_os16 == (6, 12, 18)

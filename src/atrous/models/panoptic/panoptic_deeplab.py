@@ -7,7 +7,7 @@ the encoder's resolution by space-to-depth, two 7x7 depthwise convs, depth-to-sp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -96,6 +96,7 @@ class PanopticDeepLab(nn.Module):
         *,
         decoder: str = "panoptic_deeplab",
         label_divisor: int = 1000,
+        atrous_rates: Sequence[int] = (6, 12, 18),
     ) -> None:
         super().__init__()
         self.backbone, self.num_classes = backbone, num_classes
@@ -107,12 +108,13 @@ class PanopticDeepLab(nn.Module):
         self.align_corners, self.pad_input = False, True
         ch = backbone.feature_channels
         os = backbone.output_stride
-        self.semantic_aspp = ASPP(ch["out"], 256, output_stride=os)
+        rates = tuple(atrous_rates)
+        self.semantic_aspp = ASPP(ch["out"], 256, rates, output_stride=os)
         if decoder == "panoptic_deeplab":
             self.semantic_decoder: nn.Module = PanopticDecoder(
                 256, ch["os8"], ch["os4"], projections=(64, 32), channels=256
             )
-            self.instance_aspp: nn.Module | None = ASPP(ch["out"], 256, output_stride=os)
+            self.instance_aspp: nn.Module | None = ASPP(ch["out"], 256, rates, output_stride=os)
             self.instance_decoder: nn.Module | None = PanopticDecoder(
                 256, ch["os8"], ch["os4"], projections=(32, 16), channels=128
             )
@@ -183,13 +185,17 @@ def panoptic_deeplab(
     output_stride: int = 16,
     width_mult: float = 1.0,
     decoder: str = "panoptic_deeplab",
+    atrous_rates: Sequence[int] = (6, 12, 18),
     backbone_weights: str | None = None,
 ) -> PanopticDeepLab:
     """Panoptic-DeepLab on a ResNet or MobileNetV2 backbone (``thing_classes``: the instance
-    classes, by default Cityscapes' 8 of its 19 train ids); see :class:`PanopticDeepLab`."""
+    classes, by default Cityscapes' 8 of its 19 train ids; ``atrous_rates``: both ASPPs' rates
+    at OS16, smaller for small crops); see :class:`PanopticDeepLab`."""
     if backbone not in ("resnet50", "resnet101", "mobilenetv2"):
         raise ConfigError(
             f"panoptic_deeplab takes resnet50, resnet101 or mobilenetv2, not {backbone!r}"
         )
     net = _backbone(backbone, output_stride, width_mult, weights=backbone_weights)
-    return PanopticDeepLab(net, num_classes, thing_classes, decoder=decoder)
+    return PanopticDeepLab(
+        net, num_classes, thing_classes, decoder=decoder, atrous_rates=atrous_rates
+    )
