@@ -100,13 +100,14 @@ def encode(
     seg_weight = (~crowd).float()
     if ignore is not None:
         seg_weight = seg_weight * (~ignore.to(device).bool()).float()
-    heatmap = torch.zeros(k, h, w, device=device)
-    short = torch.zeros(k, 2, h, w, device=device)
-    mid = torch.zeros(len(directed), 2, h, w, device=device)
-    mid_weight = torch.zeros(len(directed), h, w, device=device)
-    long = torch.zeros(k, 2, h, w, device=device)
-    long_weight = torch.zeros(k, h, w, device=device)
-    if people_kp:
+    if not people_kp:  # nobody to encode: every keypoint map empty
+        heatmap = torch.zeros(k, h, w, device=device)
+        short = torch.zeros(k, 2, h, w, device=device)
+        mid = torch.zeros(len(directed), 2, h, w, device=device)
+        mid_weight = torch.zeros(len(directed), h, w, device=device)
+        long = torch.zeros(k, 2, h, w, device=device)
+        long_weight = torch.zeros(k, h, w, device=device)
+    else:
         points = torch.stack(people_kp)  # [J, K, 3]
         labelled = points[..., 2] > 0  # [J, K]
         xy = points[..., :2] - 0.5  # continuous coordinates -> pixel-centre coordinates
