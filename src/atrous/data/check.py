@@ -14,6 +14,7 @@ from .boxes import check_annotations, read_boxes, read_image_labels
 from .build import build_dataset
 from .folder import _split_stems, load_info
 from .info import IGNORE_INDEX
+from .keypoints import person_semantic
 
 
 @dataclass
@@ -69,12 +70,8 @@ def check_dataset(dataset: PairedDataset, *, progress: bool = True) -> CheckRepo
             report.errors.append(str(err))
             continue
         if isinstance(mask, dict):  # people (coco_keypoints): person pixels, people counted
-            people, crowd = mask["masks"].bool(), mask["iscrowd"].bool()
-            report.instances = (report.instances or 0) + int((~crowd).sum())
-            semantic = torch.zeros(people.shape[-2:], dtype=torch.int64)
-            semantic[people[~crowd].any(0)] = 1
-            semantic[people[crowd].any(0)] = IGNORE_INDEX
-            mask = semantic
+            report.instances = (report.instances or 0) + int((~mask["iscrowd"].bool()).sum())
+            mask = person_semantic(mask)
         elif mask.ndim == 3:  # panoptic: (semantic, instance)
             semantic, instance = mask[0], mask[1]
             things = torch.tensor(getattr(dataset, "thing_classes", ()), dtype=torch.int64)

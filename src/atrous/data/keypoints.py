@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ..errors import DataError
 from ._pairs import InfoDataset, read_image, read_json
-from .info import DatasetInfo
+from .info import IGNORE_INDEX, DatasetInfo
 from .palette import voc_colormap
 from .person_keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
 
@@ -365,3 +365,15 @@ class KeypointTrainTransforms:
         than the crop, else negative (the image at a random place in the padded crop)."""
         slack = length - self.crop_size
         return int(torch.randint(min(0, slack), max(0, slack) + 1, ()))
+
+
+def person_semantic(target: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The ``[H, W]`` person/background mask of a target: 1 on people, 255 on crowd (where no
+    person is), else 0 (what the person mIoU scores and ``atrous data check`` counts)."""
+    masks, crowd = target["masks"].bool(), target["iscrowd"].bool()
+    h, w = masks.shape[-2:]
+    semantic = torch.zeros(h, w, dtype=torch.int64)
+    if masks.shape[0]:
+        semantic[masks[~crowd].any(0)] = 1
+        semantic[masks[crowd].any(0) & (semantic == 0)] = IGNORE_INDEX
+    return semantic

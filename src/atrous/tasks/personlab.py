@@ -14,8 +14,7 @@ import torch
 from torch import Tensor
 
 from ..data import build_dataset
-from ..data.info import IGNORE_INDEX
-from ..data.keypoints import KeypointTrainTransforms
+from ..data.keypoints import KeypointTrainTransforms, person_semantic
 from ..metrics.keypoints import PersonAP
 from .base import StepLoss, Task
 from .personlab_decode import decode
@@ -40,17 +39,6 @@ def people_of(target: dict[str, Tensor]) -> list[dict[str, Any]]:
             target["keypoints"], target["masks"], target["iscrowd"], strict=True
         )
     ]
-
-
-def person_semantic(target: dict[str, Tensor]) -> Tensor:
-    """The ``[H, W]`` person/background mask of a target: 1 on people, 255 on crowd, else 0."""
-    masks, crowd = target["masks"].bool(), target["iscrowd"].bool()
-    h, w = masks.shape[-2:]
-    semantic = torch.zeros(h, w, dtype=torch.int64)
-    if masks.shape[0]:
-        semantic[masks[~crowd].any(0)] = 1
-        semantic[masks[crowd].any(0) & (semantic == 0)] = IGNORE_INDEX
-    return semantic
 
 
 class EncodeTargets:
