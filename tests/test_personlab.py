@@ -20,7 +20,7 @@ from atrous.tasks.personlab_decode import hough_votes, instance_scores
 from atrous.tasks.personlab_targets import directed_edges, personlab_loss
 
 
-def _person(points: list[tuple[float, float, int]], h: int, w: int, mask: np.ndarray) -> dict:
+def _person(points: list[tuple[float, float, int]], mask: np.ndarray) -> dict:
     return {"keypoints": torch.tensor(points, dtype=torch.float32), "mask": torch.tensor(mask)}
 
 
@@ -30,7 +30,7 @@ def _two_keypoint_person(h: int = 40, w: int = 50) -> dict:
     points[1] = (24.0, 13.0, 2)  # left eye
     mask = np.zeros((h, w), bool)
     mask[5:20, 15:30] = True
-    return _person(points, h, w, mask)
+    return _person(points, mask)
 
 
 def test_encode_by_hand() -> None:
@@ -55,8 +55,8 @@ def test_encode_ignores_crowd_and_unannotated_people() -> None:
     nobody[30:, 40:] = True
     people = [
         _two_keypoint_person(),
-        {**_person([(0.0, 0.0, 0)] * 17, 40, 50, crowd_mask), "crowd": True},
-        _person([(0.0, 0.0, 0)] * 17, 40, 50, nobody),
+        {**_person([(0.0, 0.0, 0)] * 17, crowd_mask), "crowd": True},
+        _person([(0.0, 0.0, 0)] * 17, nobody),
     ]
     t = encode(people, (40, 50), radius=5.0)
     assert t["heatmap_weight"][30:, :10].sum() == 0 and t["heatmap_weight"][30:, 40:].sum() == 0

@@ -274,14 +274,12 @@ def _box(person: np.ndarray, upper: bool = False, min_score: float = 0.1) -> Ten
     confident = person[person[:, 2] > min_score]
     points = confident if len(confident) else person
     corner = points[:, :2].max(0) if upper else points[:, :2].min(0)
-    return torch.as_tensor(corner, dtype=torch.float32)
+    return torch.as_tensor(corner, dtype=torch.float64)
 
 
 def _box_area(person: np.ndarray, min_score: float = 0.1) -> float:
     """The area of the box around the keypoints scoring above ``min_score`` (all if none)."""
-    confident = person[person[:, 2] > min_score]
-    points = confident if len(confident) else person
-    span = points[:, :2].max(0) - points[:, :2].min(0)
+    span = _box(person, upper=True, min_score=min_score) - _box(person, min_score=min_score)
     return float(span[0] * span[1])
 
 
