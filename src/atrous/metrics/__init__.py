@@ -1,6 +1,7 @@
 """Labels -> numbers."""
 
 from .confusion import ConfusionMatrix
+from .instances import InstanceAP
 from .keypoints import PersonAP, oks
 from .panoptic import PanopticQuality, ParsingCovering
 from .report import write_json
@@ -8,6 +9,7 @@ from .trimap import TrimapIoU, boundary_pixels, trimap_band
 
 __all__ = [
     "ConfusionMatrix",
+    "InstanceAP",
     "PanopticQuality",
     "ParsingCovering",
     "PersonAP",

@@ -6,21 +6,16 @@ the thresholds 0.50:0.05:0.95; at most 20 people per image for keypoints, 100 fo
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from ..data.person_keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS, SKELETON
+from ._cocoeval import ImageRecords, as_array, encode, evaluate
 
 _PERSON = 1  # the category id of COCO's "person"
 _EPS = float(np.spacing(1))  # pycocotools adds it to the area before dividing
@@ -36,19 +31,10 @@ _KEYS = {  # our name -> (iouType, index into COCOeval.stats)
 }
 
 
-def _array(value: Any, name: str, dtype: type) -> np.ndarray:
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        return np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be an array of {dtype.__name__}: {error}") from None
-
-
 def _keypoints(value: Any, name: str, leading: tuple[int, ...] = ()) -> np.ndarray:
     """``value`` as float64 ``[*leading, K, 3]``; a ``[..., K, 2]`` input gets a third column
     of ones (a prediction's keypoint scores, which OKS does not read)."""
-    k = _array(value, name, np.float64)
+    k = as_array(value, name, np.float64)
     if k.shape[:-1] != (*leading, NUM_KEYPOINTS) or k.shape[-1] not in (2, 3):
         want = ", ".join(str(n) for n in (*leading, NUM_KEYPOINTS))
         raise ValueError(f"{name} must be [{want}, 3] (x, y, v), got {list(k.shape)}")
@@ -73,8 +59,8 @@ def oks(
     raises: COCOeval scores one by the distance to twice its box, and ignores it anyway.
     """
     var = (2 * np.asarray(sigmas, dtype=np.float64) / 10) ** 2
-    p = _array(predicted, "predicted", np.float64)
-    t = _array(truth, "truth", np.float64)
+    p = as_array(predicted, "predicted", np.float64)
+    t = as_array(truth, "truth", np.float64)
     if t.shape != (len(var), 3) or p.shape not in ((len(var), 2), (len(var), 3)):
         raise ValueError(
             f"oks takes predicted [{len(var)}, 2 or 3] and truth [{len(var)}, 3] (one per "
@@ -88,18 +74,12 @@ def oks(
     return float(np.exp(-e[labelled]).mean())
 
 
-def _encode(masks: np.ndarray) -> list[dict[str, Any]]:
-    """COCO's compressed RLE of boolean masks ``[N, H, W]`` (pycocotools wants ``[H, W, N]``
-    uint8 in Fortran order)."""
-    return mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-
-
 def _truth(truth: dict[str, Any], size: tuple[int, int], where: str) -> list[dict[str, Any]]:
     """One image's ground-truth people as COCO annotations (no ids yet)."""
     for key in ("keypoints", "masks", "iscrowd"):
         if key not in truth:
             raise KeyError(f"{where}: truth has no {key!r} (keys: {sorted(truth)})")
-    masks = _array(truth["masks"], f"{where}: truth['masks']", bool)
+    masks = as_array(truth["masks"], f"{where}: truth['masks']", bool)
     if masks.size == 0 and masks.shape[0] == 0:  # no people: any empty shape will do
         masks = masks.reshape(0, *size)
     if masks.ndim != 3 or masks.shape[1:] != tuple(size):
@@ -112,12 +92,12 @@ def _truth(truth: dict[str, Any], size: tuple[int, int], where: str) -> list[dic
     if np.shape(keypoints)[-1:] != (3,):  # a [P, 17, 2] input would read as all labelled
         raise ValueError(f"{where}: truth['keypoints'] must be [P, 17, 3] (x, y, visibility)")
     keypoints = _keypoints(keypoints, f"{where}: truth['keypoints']", (people,))
-    crowd = _array(truth["iscrowd"], f"{where}: truth['iscrowd']", bool).reshape(-1)
-    rles = _encode(masks) if people else []
+    crowd = as_array(truth["iscrowd"], f"{where}: truth['iscrowd']", bool).reshape(-1)
+    rles = encode(masks) if people else []
     area = truth.get("area")
     areas = (
         np.asarray(mask_utils.area(rles) if people else [], np.float64) if area is None else
-        _array(area, f"{where}: truth['area']", np.float64).reshape(-1)
+        as_array(area, f"{where}: truth['area']", np.float64).reshape(-1)
     )  # fmt: skip
     if len(crowd) != people or len(areas) != people:
         raise ValueError(
@@ -144,44 +124,23 @@ def _prediction(person: dict[str, Any], size: tuple[int, int], where: str) -> di
     keypoints = _keypoints(person["keypoints"], f"{where}['keypoints']")
     rle = None
     if person.get("mask") is not None:
-        mask = _array(person["mask"], f"{where}['mask']", bool)
+        mask = as_array(person["mask"], f"{where}['mask']", bool)
         if mask.shape != tuple(size):
             raise ValueError(f"{where}['mask'] must be {list(size)}, got {list(mask.shape)}")
-        rle = _encode(mask[None])[0]
+        rle = encode(mask[None])[0]
     score = float(person["score"])
     if not math.isfinite(score):
         raise ValueError(f"{where}['score'] is {score}")
     return {"keypoints": keypoints.reshape(-1).tolist(), "score": score, "segmentation": rle}
 
 
-def _evaluate(
-    images: list[dict[str, Any]],
-    truth: list[dict[str, Any]],
-    results: list[dict[str, Any]],
-    iou_type: str,
-) -> tuple[list[float], str]:
-    """COCOeval's ``stats`` (-1, "nothing to average", as 0.0) and its summary text."""
-    if not truth or not results:
-        missing = "ground-truth people" if not truth else "predictions"
-        return [0.0] * 12, f"no {missing}: every {iou_type} AP is 0.0\n"
-    categories = [{
-        "id": _PERSON, "name": "person", "supercategory": "person",
-        "keypoints": list(KEYPOINT_NAMES), "skeleton": [[a + 1, b + 1] for a, b in SKELETON],
-    }]  # fmt: skip
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints every step
-        gt = COCO()
-        gt.dataset = {"images": images, "annotations": truth, "categories": categories}
-        gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(results), iou_type)
-        evaluation.evaluate()
-        evaluation.accumulate()
-    summary = io.StringIO()
-    with contextlib.redirect_stdout(summary):
-        evaluation.summarize()
-    return [max(float(s), 0.0) for s in evaluation.stats], summary.getvalue()
+_CATEGORIES = [{
+    "id": _PERSON, "name": "person", "supercategory": "person",
+    "keypoints": list(KEYPOINT_NAMES), "skeleton": [[a + 1, b + 1] for a, b in SKELETON],
+}]  # fmt: skip
 
 
-class PersonAP:
+class PersonAP(ImageRecords):
     """COCO keypoint AP (by OKS) and person mask AP over images, through pycocotools.
 
     ``update`` keeps each image's people (masks as RLE); ``compute`` builds an in-memory COCO
@@ -191,14 +150,6 @@ class PersonAP:
     OKS scales by each person's area (COCO's: the mask's), so a person with keypoints but an
     empty mask needs an explicit ``"area"``.
     """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.summary = ""
-        self._ids: set[int] = set()
 
     def update(
         self,
@@ -214,8 +165,7 @@ class PersonAP:
         person is left out of mask AP)}``."""
         image_id = int(image_id)
         where = f"image {image_id}"
-        if image_id in self._ids:
-            raise ValueError(f"{where} was added twice: image ids must be unique")
+        self._check_new(image_id)
         height, width = (int(n) for n in size)
         record = {
             "id": image_id,
@@ -227,33 +177,7 @@ class PersonAP:
                 for i, p in enumerate(people)
             ],
         }
-        self.records.append(record)
-        self._ids.add(image_id)
-
-    def merge(self, other: PersonAP) -> PersonAP:
-        """Add another accumulator's images (e.g. another process's); ids must not repeat."""
-        shared = self._ids & other._ids
-        if shared:
-            raise ValueError(f"cannot merge: both accumulators hold images {sorted(shared)[:5]}")
-        self.records.extend(other.records)
-        self._ids |= other._ids
-        return self
-
-    def all_reduce(self, device: torch.device) -> None:
-        """Gather every process's images into each (a no-op when torch.distributed is not
-        initialised); under NCCL the exchange goes through ``device``."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        gathered: list[Any] = [None] * dist.get_world_size()
-        device = torch.device(device)
-        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-            dist.all_gather_object(gathered, self.records)
-        records = [record for part in gathered for record in part]
-        ids = [record["id"] for record in records]
-        if len(set(ids)) != len(ids):
-            twice = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise ValueError(f"images {twice} were evaluated by more than one process")
-        self.records, self._ids = records, set(ids)
+        self._add(record)
 
     def compute(self) -> dict[str, Any]:
         """``keypoint_ap``, ``_ap50``, ``_ap75``, ``_apm``, ``_apl`` and ``mask_ap``, ``_ap50``,
@@ -274,7 +198,10 @@ class PersonAP:
                     masks.append({**common, "segmentation": dict(p["segmentation"])})
         stats, texts = {}, []
         for iou_type, results in (("keypoints", points), ("segm", masks)):
-            stats[iou_type], text = _evaluate(images, [dict(t) for t in truth], results, iou_type)
+            fresh = [dict(t) for t in truth]
+            stats[iou_type], text = evaluate(
+                images, _CATEGORIES, fresh, results, iou_type, "ground-truth people"
+            )
             texts.append(f"{'masks' if iou_type == 'segm' else iou_type}:\n{text}")
         self.summary = "".join(texts)
         metrics: dict[str, Any] = {k: stats[t][i] for k, (t, i) in _KEYS.items()}
