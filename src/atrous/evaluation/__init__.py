@@ -20,6 +20,7 @@ from .refiners import chain, refiners_from_recipe
 from .report import (
     crf_search_table,
     format_table,
+    instances_table,
     panoptic_table,
     people_table,
     refinement_table,
@@ -47,6 +48,7 @@ __all__ = [
     "panoptic_table",
     "people_table",
     "format_table",
+    "instances_table",
     "refinement_table",
     "refiners_from_recipe",
     "search_crf_checkpoint",

@@ -94,3 +94,17 @@ def people_table(result: dict[str, Any]) -> str:
         ]
         rows.append(f"{name:<10}" + "".join(cells))
     return "\n".join(rows)
+
+
+def instances_table(result: dict[str, Any]) -> str:
+    """COCO mask AP and box AP, in percent (the instance evaluator's, MaskLab's); a number the
+    result lacks shows as "-"."""
+    keys = ("ap", "ap50", "ap75", "aps", "apm", "apl")
+    rows = [f"{'':<7}{'AP':>7}{'AP50':>7}{'AP75':>7}{'APs':>7}{'APm':>7}{'APl':>7}"]
+    for name, prefix in (("masks", "mask_"), ("boxes", "box_")):
+        cells = [
+            f"{100 * result[prefix + k]:>7.2f}" if prefix + k in result else f"{'-':>7}"
+            for k in keys
+        ]
+        rows.append(f"{name:<7}" + "".join(cells))
+    return "\n".join(rows)

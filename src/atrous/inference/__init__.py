@@ -1,6 +1,7 @@
 """Logits -> labels."""
 
 from .forward import InferenceOptions, build_forward
+from .instances import draw_instances, instances_json, save_instances
 from .memory import AUTO_CROP, memory_budget
 from .outputs import MANIFEST, check_output_dir, check_output_file, json_report_with, plan_outputs
 from .predictor import Predictor, WindowNotice, check_finite, resolve_device, to_image_tensor
@@ -15,6 +16,8 @@ __all__ = [
     "check_finite",
     "check_output_dir",
     "check_output_file",
+    "draw_instances",
+    "instances_json",
     "json_report_with",
     "memory_budget",
     "plan_outputs",
@@ -28,6 +31,7 @@ __all__ = [
     "resolve_device",
     "find_images",
     "predict_to_files",
+    "save_instances",
     "save_prediction",
     "sliding_window",
     "to_image_tensor",
