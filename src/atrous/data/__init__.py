@@ -17,10 +17,12 @@ from .cityscapes import CITYSCAPES_INFO, CityscapesSegmentation
 from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
+from .instances import COCOInstances, InstanceTrainTransforms, instance_hflip, instance_semantic
 from .keypoints import COCOKeypoints
 from .palette import colorize, overlay, voc_colormap
 from .panoptic import PanopticFolder
 from .synthetic import make_synthetic_dataset
+from .synthetic_instances import make_synthetic_instances
 from .synthetic_people import make_synthetic_people
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .voc import VOC_INFO, VOCSegmentation
@@ -32,6 +34,7 @@ __all__ = [
     "CITYSCAPES_INFO",
     "VOC_INFO",
     "CityscapesSegmentation",
+    "COCOInstances",
     "COCOKeypoints",
     "VOCSegmentation",
     "DATASETS",
@@ -44,11 +47,15 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DatasetInfo",
+    "InstanceTrainTransforms",
     "PanopticFolder",
     "SegmentationFolder",
     "colorize",
     "eval_transforms",
+    "instance_hflip",
+    "instance_semantic",
     "make_synthetic_dataset",
+    "make_synthetic_instances",
     "make_synthetic_people",
     "image_size",
     "open_image",

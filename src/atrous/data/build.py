@@ -13,6 +13,7 @@ from .ade20k import ADE20KSegmentation
 from .cityscapes import CityscapesSegmentation
 from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
+from .instances import COCOInstances
 from .keypoints import COCOKeypoints
 from .panoptic import CityscapesPanoptic, COCOPanoptic, PanopticFolder
 from .voc import VOCSegmentation
@@ -23,6 +24,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "cityscapes_panoptic": CityscapesPanoptic,
     "coco_panoptic": COCOPanoptic,
     "coco_keypoints": COCOKeypoints,
+    "coco_instances": COCOInstances,
     "voc": VOCSegmentation,
     "cityscapes": CityscapesSegmentation,
     "ade20k": ADE20KSegmentation,
