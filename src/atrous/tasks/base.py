@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from ..data import build_dataset
 from ..data.info import IGNORE_INDEX
@@ -94,7 +94,17 @@ class Task:
         """A data set's target -> (the ``[H, W]`` semantic mask, the task's whole target)."""
         return mask, mask
 
+    def collate(self, batch: list[Any]) -> Any:
+        """A list of training items -> one batch (default: torch's ``default_collate``; a task
+        whose targets differ in size per image, e.g. MaskLab's instances, keeps them listed)."""
+        return default_collate(batch)
+
     # -- training -----------------------------------------------------------------------------
+    def forward(self, net: nn.Module, images: Tensor, targets: Any) -> Any:
+        """The training forward pass (default ``net(images)``; a detector also takes the
+        targets, as torchvision's detection models do)."""
+        return net(images)
+
     def loss(self, outputs: Any, masks: Tensor, *, top_k_percent: float = 1.0) -> StepLoss:
         raise NotImplementedError
 

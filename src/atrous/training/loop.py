@@ -79,9 +79,12 @@ def train(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[s
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
-    """A batch's tensor, or dict of tensors (a task's targets, e.g. PersonLab's), on ``device``."""
+    """A batch's tensor, or dict or list of them (a task's targets, e.g. PersonLab's), on
+    ``device``."""
     if isinstance(batch, dict):
         return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):  # per-image targets of differing sizes (MaskLab)
+        return type(batch)(to_device(value, device) for value in batch)
     return batch.to(device, non_blocking=True)
 
 
@@ -101,7 +104,7 @@ def _train_step(run: Run, stream: Any, step: int) -> Tensor:
         sync = contextlib.nullcontext() if last or not world.distributed else run.net.no_sync()
         with sync:
             with autocast(run.amp, run.device):
-                outputs = run.net(images)
+                outputs = run.task.forward(run.net, images, masks)
             step_loss = run.task.loss(outputs, masks, top_k_percent=top_k)
             share, value = 1.0, step_loss.loss.detach().float()
             if world.distributed:  # weigh ranks by pixels, as one process's mean does

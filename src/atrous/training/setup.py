@@ -168,6 +168,7 @@ def batches(run: Run) -> Any:
         num_workers=d.num_workers,
         sampler=sampler,
         pin_memory=run.device.type == "cuda",
+        collate_fn=run.task.collate,
         generator=torch.Generator(),  # keep the loader's seed draw off the global RNG we resume
     )
     return _errors_in_one_line(iter(loader))
