@@ -213,8 +213,8 @@ def resolve_task(cfg: Config, source: str = "config") -> str:
         cfg.task = "semantic"
         if legacy:  # recipes written before ``task:`` existed
             cfg.task = "weak" if cfg.data.supervision != "full" else "panoptic"
-        if cfg.model.name == "personlab":  # the one model of its task
-            cfg.task = "personlab"
+        if cfg.model.name in ("personlab", "masklab"):  # the one model of its task
+            cfg.task = cfg.model.name
     if cfg.task not in TASKS:
         raise ConfigError(
             f"{source}: task = {cfg.task!r} is not a task; available: {', '.join(TASKS)}"

@@ -25,6 +25,7 @@ from .deeplab import (
 )
 from .factory import BACKBONES
 from .heads.decoders import DECODERS, BilinearAdditiveUpsample
+from .masklab import MaskLab, masklab
 from .panoptic import PanopticDeepLab, panoptic_deeplab
 from .personlab import PersonLab, personlab
 from .spec import WRAPPERS, ModelSpec
@@ -40,6 +41,8 @@ __all__ = [
     "DeepLab",
     "auto_deeplab",
     "build_model",
+    "MaskLab",
+    "masklab",
     "panoptic_deeplab",
     "PersonLab",
     "personlab",

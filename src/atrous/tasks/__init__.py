@@ -3,6 +3,7 @@ annotations become training targets, the loss, how model outputs become predicti
 evaluator. A recipe names its task with the top-level key ``task:`` (default ``semantic``)."""
 
 from .base import PANOPTIC_DATASETS, Evaluator, StepLoss, Task, all_reduce_
+from .masklab import MaskLabEvaluator, MaskLabTask
 from .panoptic import PanopticEvaluator, PanopticScores, PanopticTask, panoptic_ids
 from .personlab import PersonLabEvaluator, PersonLabTask
 from .semantic import SemanticEvaluator, SemanticTask
@@ -13,12 +14,15 @@ TASKS: dict[str, type[Task]] = {
     "weak": WeakTask,
     "panoptic": PanopticTask,
     "personlab": PersonLabTask,
+    "masklab": MaskLabTask,
 }
 """Task names (a recipe's ``task:``) -> task classes; a new kind of training adds one here."""
 
 __all__ = [
     "EMSettings",
     "Evaluator",
+    "MaskLabEvaluator",
+    "MaskLabTask",
     "PANOPTIC_DATASETS",
     "PanopticEvaluator",
     "PanopticScores",
