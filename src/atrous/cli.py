@@ -47,6 +47,7 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluation import (
         evaluate_checkpoint,
         format_table,
+        instances_table,
         panoptic_table,
         people_table,
         refinement_table,
@@ -85,6 +86,8 @@ def _eval(args: argparse.Namespace) -> None:
         print(panoptic_table(result["panoptic"]))
     if "keypoint_ap" in result:
         print(people_table(result))
+    elif "box_ap" in result:
+        print(instances_table(result))
     if "trimap" in result:
         print(trimap_line(result["trimap"]))
     if "refined" in result:

@@ -20,6 +20,9 @@ from atrous.models import BACKBONES, DECODERS, MODELS, ModelSpec, build_model
 from atrous.models.spec import WRAPPERS
 from atrous.models.wrappers import WrappedModel
 from atrous.tasks.losses import segmentation_loss
+from atrous.tasks.masklab import collate as collate_instances
+from atrous.tasks.masklab import encode as encode_instances
+from atrous.tasks.masklab import masklab_loss
 from atrous.tasks.panoptic_targets import panoptic_loss, panoptic_targets
 from atrous.tasks.personlab_targets import encode, personlab_loss
 
@@ -37,6 +40,8 @@ def small(name: str, **kwargs: object) -> nn.Module:
         options["thing_classes"] = [1, 2]
     if "num_keypoints" in accepted:  # PersonLab: background / person, on a small backbone
         options.update(num_classes=2, backbone="mobilenetv2", width_mult=0.25, radius=4.0)
+    if "num_directions" in accepted:  # MaskLab: a small trunk and small anchors
+        options.update(backbone="mobilenetv2", width_mult=0.25, anchor_sizes=(8, 16))
     options.update(kwargs)
     return build_model(name, **options)
 
@@ -150,6 +155,16 @@ def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
         personlab_loss(outputs, {k: v[None].expand(2, *v.shape) for k, v in one.items()})[
             0
         ].backward()
+    elif hasattr(model, "segment_boxes"):  # MaskLab: two instances each, every loss
+        masks = torch.zeros(2, 33, 47, dtype=torch.bool)
+        masks[0, 4:20, 5:25], masks[1, 15:30, 25:45] = True, True
+        boxes = torch.tensor([[5.0, 4, 25, 20], [25, 15, 45, 30]])
+        crowd = torch.zeros(2, dtype=torch.bool)
+        one = encode_instances(
+            {"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks, "iscrowd": crowd}
+        )
+        _, batch = collate_instances([(x[0], one), (x[1], one)])
+        masklab_loss(model(x, batch["instances"]), batch)[0].backward()
     elif isinstance(outputs, dict) and "semantic" in outputs:  # panoptic: semantic, centre, offsets
         instances = torch.randint(0, 3, (2, 33, 47))
         masks = torch.stack([target, instances], dim=1)
@@ -219,7 +234,7 @@ EXPORTABLE = {
     **{
         name: (lambda name=name: small(name))
         for name in MODELS
-        if name not in ("panoptic_deeplab", "personlab")
+        if name not in ("panoptic_deeplab", "personlab", "masklab")
     },
     **{n: f for n, f in NETWORKS.items() if n.startswith("decoder:")},
     **{f"wrapper:{w}": (lambda w=w: _wrapped(w)) for w in WRAPPERS if w not in UNEXPORTABLE},
@@ -246,7 +261,7 @@ def test_onnx_and_torchscript_match_eager(name: str, tmp_path: Path) -> None:
         assert np.abs(scripted - eager).max() < tolerance, "TorchScript"
 
 
-@pytest.mark.parametrize("wrapper", [*UNEXPORTABLE, "panoptic_deeplab", "personlab"])
+@pytest.mark.parametrize("wrapper", [*UNEXPORTABLE, "panoptic_deeplab", "personlab", "masklab"])
 def test_wrappers_refuse_export_clearly(wrapper: str, tmp_path: Path) -> None:
     model = (small(wrapper) if wrapper in MODELS else _wrapped(wrapper)).eval()
     with pytest.raises(AtrousError, match="cannot be exported"):

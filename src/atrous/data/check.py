@@ -14,6 +14,7 @@ from .boxes import check_annotations, read_boxes, read_image_labels
 from .build import build_dataset
 from .folder import _split_stems, load_info
 from .info import IGNORE_INDEX
+from .instances import instance_semantic
 from .keypoints import person_semantic
 
 
@@ -69,9 +70,9 @@ def check_dataset(dataset: PairedDataset, *, progress: bool = True) -> CheckRepo
         except DataError as err:
             report.errors.append(str(err))
             continue
-        if isinstance(mask, dict):  # people (coco_keypoints): person pixels, people counted
+        if isinstance(mask, dict):  # people or instances: their pixels, instances counted
             report.instances = (report.instances or 0) + int((~mask["iscrowd"].bool()).sum())
-            mask = person_semantic(mask)
+            mask = instance_semantic(mask) if "labels" in mask else person_semantic(mask)
         elif mask.ndim == 3:  # panoptic: (semantic, instance)
             semantic, instance = mask[0], mask[1]
             things = torch.tensor(getattr(dataset, "thing_classes", ()), dtype=torch.int64)
@@ -162,6 +163,6 @@ def check_data(
             root, split, boxes=boxes, image_labels=image_labels, num_classes=num_classes
         )
     options = {"num_classes": num_classes} if num_classes else {}
-    if dataset == "coco_keypoints":  # its annotations are checked when it is built
+    if dataset in ("coco_keypoints", "coco_instances"):  # checked when it is built
         return check_dataset(build_dataset(dataset, root, split, **options))
     return check_dataset(build_dataset(dataset, root, split, strict=False, **options))

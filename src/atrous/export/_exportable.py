@@ -26,6 +26,11 @@ def check_exportable(model: nn.Module) -> None:
             "(heatmaps, offsets, segmentation) for atrous.tasks.personlab.decode; deploy them "
             "with atrous.Predictor and decode"
         )
+    if hasattr(model, "segment_boxes"):
+        raise AtrousError(
+            "MaskLab models cannot be exported yet: detection (RPN, NMS) and per-box masks "
+            "have data-dependent shapes; deploy them with atrous.Predictor"
+        )
     for module in model.modules():
         if isinstance(module, (DomainTransform, DenseCRF)):
             name = "a domain transform" if isinstance(module, DomainTransform) else "a dense CRF"

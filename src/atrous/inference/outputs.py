@@ -148,15 +148,18 @@ def output_files(
     attention_scales: Sequence[float] = (),
     panoptic: bool = False,
     people: bool = False,
+    instances: bool = False,
 ) -> list[str]:
-    """The names one image's predictions get: mask, overlay, then attention, panoptic and
-    people (a PersonLab model's picture and COCO results)."""
+    """The names one image's predictions get: mask, overlay, then attention, panoptic,
+    people (a PersonLab model's picture and COCO results) and instances (a MaskLab model's)."""
     names = [f"{stem}.png", f"{stem}_overlay.jpg"]
     names += [f"{stem}_attention_{scale:.2f}.png" for scale in attention_scales]
     if panoptic:
         names += [f"{stem}_panoptic.png", f"{stem}_panoptic_overlay.jpg"]
     if people:
         names += [f"{stem}_people.jpg", f"{stem}_people.json"]
+    if instances:
+        names += [f"{stem}_instances.jpg", f"{stem}_instances.json"]
     return names
 
 
@@ -166,6 +169,7 @@ def output_stems(
     attention_scales: Sequence[float] = (),
     panoptic: bool = False,
     people: bool = False,
+    instances: bool = False,
 ) -> list[str]:
     """A stem per input such that no two inputs' files share a name (module docstring)."""
     groups: dict[str, list[Path]] = {}
@@ -186,8 +190,9 @@ def output_stems(
         candidate, n = stem, 1
         while True:
             names = output_files(
-                candidate, attention_scales=attention_scales, panoptic=panoptic, people=people
-            )
+                candidate, attention_scales=attention_scales, panoptic=panoptic, people=people,
+                instances=instances,
+            )  # fmt: skip
             if not any(name.casefold() in taken for name in names):
                 break
             n += 1
@@ -204,6 +209,7 @@ def plan_outputs(
     attention_scales: Sequence[float] = (),
     panoptic: bool = False,
     people: bool = False,
+    instances: bool = False,
 ) -> list[str]:
     """Check, before any work, that predicting ``paths`` into ``out_dir`` loses nothing (the
     rule of the module docstring) and return each input's output stem. Raises
@@ -218,7 +224,10 @@ def plan_outputs(
                 f"among the images and could replace them; give another --out "
                 f"(e.g. {out.name or 'out'}_predictions)"
             )
-    layout = {"attention_scales": attention_scales, "panoptic": panoptic, "people": people}
+    layout = {
+        "attention_scales": attention_scales, "panoptic": panoptic, "people": people,
+        "instances": instances,
+    }  # fmt: skip
     stems = output_stems(paths, **layout)  # type: ignore[arg-type]
     manifest = Manifest(out)
     for stem in stems:

@@ -24,6 +24,7 @@ from ..data.palette import heatmap, overlay, save_palette_png, voc_colormap
 from ..errors import AtrousError, ConfigError, DataError
 from ..tasks.panoptic_decode import predict_panoptic
 from ..tasks.personlab_decode import decode
+from .instances import save_instances
 from .outputs import Manifest, output_files, plan_outputs
 from .people import save_people
 from .predictor import Predictor, WindowNotice, to_image_tensor
@@ -137,7 +138,8 @@ def predict_to_files(
     """Predict each image file and write its palette PNG and overlay into ``out_dir`` (and,
     with ``attention``, its per-scale attention heatmaps, :func:`save_attention`; for a
     panoptic model its panoptic PNG and overlay; for a PersonLab model, one with
-    ``num_keypoints``, its people picture and COCO results JSON, :func:`.people.save_people`).
+    ``num_keypoints``, its people picture and COCO results JSON, :func:`.people.save_people`;
+    for a MaskLab model its instances, :func:`.instances.save_instances`).
 
     Before any work, :func:`.outputs.plan_outputs` checks that no input and no file this
     command did not write would be replaced (``ConfigError`` otherwise) and names each image's
@@ -155,6 +157,7 @@ def predict_to_files(
         "attention_scales": tuple(model.scales) if attention else (),
         "panoptic": hasattr(model, "forward_panoptic"),
         "people": hasattr(model, "num_keypoints"),  # PersonLab: skeletons, masks, COCO JSON
+        "instances": hasattr(model, "segment_boxes"),  # MaskLab: instances and their JSON
     }
     stems = plan_outputs(paths, out_dir, **layout)  # type: ignore[arg-type]
     out = Path(out_dir)
@@ -222,7 +225,23 @@ def _predict_one(
         save_panoptic(pan, array, out, stem, predictor.info)
     if hasattr(predictor.model, "num_keypoints"):  # PersonLab: people, drawn and as COCO JSON
         save_people(predict_people(predictor, image), array, out, stem, image_name=path.name)
+    if hasattr(predictor.model, "segment_boxes"):  # MaskLab: instances, drawn and as JSON
+        classes = predictor.info.classes if predictor.info is not None else ()
+        names = [
+            *classes,
+            *(f"class {i}" for i in range(len(classes), predictor.model.num_classes)),
+        ]
+        save_instances(array, predict_instances(predictor, image), out, stem, names)
     return pair
+
+
+def predict_instances(predictor: Predictor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One image's detected instances (``boxes``, ``labels``, ``scores``, ``masks`` as
+    probabilities at the image's size) from a MaskLab predictor's model, whole image."""
+    x = predictor.normalize(image).unsqueeze(0).to(predictor.device)
+    with torch.no_grad():
+        found = predictor.model(x)["detections"][0]
+    return {key: value.cpu() for key, value in found.items()}
 
 
 def predict_people(predictor: Predictor, image: torch.Tensor) -> list[dict[str, Any]]:

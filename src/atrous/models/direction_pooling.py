@@ -110,3 +110,18 @@ def mask_box(mask: Tensor) -> Tensor:
     return torch.tensor(
         [float(cols.min()), float(rows.min()), float(cols.max()) + 1, float(rows.max()) + 1]
     )
+
+
+def flip_permutation(
+    num_directions: int = NUM_DIRECTIONS, num_distances: int = NUM_DISTANCES
+) -> Tensor:
+    """Bin ``b`` of an image -> its bin in the left-right mirrored image: ``u -> -u`` turns
+    angle ``t`` into ``pi - t``, so angle bin ``a`` becomes ``D / 2 - 1 - a`` (mod ``D``) and
+    the distance stays (e.g. to flip direction logits for test-time augmentation). Pixels
+    exactly on a bin edge (``v = 0``, a diagonal) may map to the neighbouring bin."""
+    if num_directions % 2:
+        raise ValueError(f"a flip permutes an even number of angle bins, not {num_directions}")
+    angle = torch.arange(num_directions)
+    mirrored = (num_directions // 2 - 1 - angle) % num_directions
+    distance = torch.arange(num_distances)
+    return (mirrored[:, None] * num_distances + distance[None, :]).reshape(-1)

@@ -228,6 +228,16 @@ class MaskLab(nn.Module):
     def output_stride(self) -> int:
         return self.backbone.output_stride
 
+    @property
+    def output_strides(self) -> tuple[int, ...]:
+        return (8, 16, 32)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Re-point the trunk (and ASPP's rates); the detector reads conv4 at whatever stride
+        it then has (its RoI pooling scales by the feature map's size)."""
+        self.backbone.set_output_stride(output_stride)
+        self.aspp.set_output_stride(output_stride)
+
     def pad(self, x: Tensor) -> Tensor:
         return pad_to_exact(x, self.output_stride)
 
