@@ -21,8 +21,19 @@ from .instances import COCOInstances, InstanceTrainTransforms, instance_hflip, i
 from .keypoints import COCOKeypoints
 from .palette import colorize, overlay, voc_colormap
 from .panoptic import PanopticFolder
+from .person_part import (
+    PART_CLASSES,
+    PART_GROUPS,
+    SIZE_BUCKETS,
+    PascalPartSegmentation,
+    PersonPartPNG,
+    object_size_buckets,
+    object_sizes,
+    size_bucket,
+)
 from .synthetic import make_synthetic_dataset
 from .synthetic_instances import make_synthetic_instances
+from .synthetic_parts import make_synthetic_parts
 from .synthetic_people import make_synthetic_people
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .voc import VOC_INFO, VOCSegmentation
@@ -31,6 +42,8 @@ __all__ = [
     "ADE20K_INFO",
     "ADE20KSegmentation",
     "PascalContextSegmentation",
+    "PascalPartSegmentation",
+    "PersonPartPNG",
     "CITYSCAPES_INFO",
     "VOC_INFO",
     "CityscapesSegmentation",
@@ -49,6 +62,9 @@ __all__ = [
     "DatasetInfo",
     "InstanceTrainTransforms",
     "PanopticFolder",
+    "PART_CLASSES",
+    "PART_GROUPS",
+    "SIZE_BUCKETS",
     "SegmentationFolder",
     "colorize",
     "eval_transforms",
@@ -56,13 +72,17 @@ __all__ = [
     "instance_semantic",
     "make_synthetic_dataset",
     "make_synthetic_instances",
+    "make_synthetic_parts",
     "make_synthetic_people",
     "image_size",
+    "object_size_buckets",
+    "object_sizes",
     "open_image",
     "overlay",
     "read_json",
     "read_image",
     "read_mask",
+    "size_bucket",
     "train_transforms",
     "voc_colormap",
 ]

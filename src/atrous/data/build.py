@@ -16,6 +16,7 @@ from .folder import SegmentationFolder
 from .instances import COCOInstances
 from .keypoints import COCOKeypoints
 from .panoptic import CityscapesPanoptic, COCOPanoptic, PanopticFolder
+from .person_part import cow_part, horse_part, person_part
 from .voc import VOCSegmentation
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
@@ -29,6 +30,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "cityscapes": CityscapesSegmentation,
     "ade20k": ADE20KSegmentation,
     "context": PascalContextSegmentation,
+    "person_part": person_part,
+    "horse_part": horse_part,
+    "cow_part": cow_part,
 }
 """Dataset names for configs and the CLI."""
 
