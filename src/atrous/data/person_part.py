@@ -179,15 +179,16 @@ def part_target(
     groups, step = PART_GROUPS[object_class], len(PART_CLASSES[object_class]) + 1
     target = np.zeros((3, *shape), dtype=np.int64)
     labels, ids, parts = target
-    kept = [(mask, fine) for cls, mask, fine in objects if cls == object_class]
-    for k, (mask, fine) in enumerate(kept, 1):
-        for name, m in [("", mask), *fine]:
+    kept = [[("", m), *fine] for cls, m, fine in objects if cls == object_class]
+    for k, masks in enumerate(kept, 1):
+        masks = [(name, np.asarray(m) != 0) for name, m in masks]  # the object's, then its parts'
+        for name, m in masks:
             if m.shape != tuple(shape):
                 what = f"object {k} ({object_class})" + (f" part {name!r}" if name else "")
                 raise DataError(f"{path}: {what} mask size {m.shape}, image size {shape}")
-        region = np.logical_or.reduce([mask, *(m for _, m in fine)])
+        region = np.logical_or.reduce([m for _, m in masks])
         labels[region], ids[region], parts[region] = 0 if unparsed == "background" else 255, k, 0
-        for name, m in fine:
+        for name, m in masks[1:]:
             label = groups.get(name)
             if label is None and unknown_parts == "error":
                 raise DataError(
@@ -353,9 +354,7 @@ class PersonPartPNG(_PartDataset):
         base = _png_root(self.root)
         if base is None:
             raise DataError(f"{self.root}: no {_PNG_ROOT}/{_PNG_GT}/ folder")
-        lists = base / _PNG_LISTS
-        chosen = lists / f"{split}_id.txt"
-        chosen = chosen if chosen.is_file() else lists / f"{split}.txt"
+        chosen = base / _PNG_LISTS / f"{split}.txt"
         self.ids = _read_split(chosen, split)
         images = _find_images(self.ids, _image_dir(self.root, base / "JPEGImages"), chosen)
         self.instances = base / _PNG_INSTANCES if (base / _PNG_INSTANCES).is_dir() else None
