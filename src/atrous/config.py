@@ -36,6 +36,7 @@ from .errors import ConfigError
 from .models import MODELS
 from .models.spec import REMOVED_OPTIONS, ModelSpec, builder_parameters
 from .tasks import TASKS, Task
+from .tasks.parts import PART_DATASETS
 
 __all__ = [
     "CRFConfig",
@@ -215,6 +216,8 @@ def resolve_task(cfg: Config, source: str = "config") -> str:
             cfg.task = "weak" if cfg.data.supervision != "full" else "panoptic"
         if cfg.model.name in ("personlab", "masklab"):  # the one model of its task
             cfg.task = cfg.model.name
+        if cfg.model.name == "hazn" or cfg.data.dataset in PART_DATASETS:  # [3, H, W] targets
+            cfg.task = "parts"
     if cfg.task not in TASKS:
         raise ConfigError(
             f"{source}: task = {cfg.task!r} is not a task; available: {', '.join(TASKS)}"

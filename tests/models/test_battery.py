@@ -24,6 +24,7 @@ from atrous.tasks.masklab import collate as collate_instances
 from atrous.tasks.masklab import encode as encode_instances
 from atrous.tasks.masklab import masklab_loss
 from atrous.tasks.panoptic_targets import panoptic_loss, panoptic_targets
+from atrous.tasks.parts import parts_loss
 from atrous.tasks.personlab_targets import encode, personlab_loss
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -42,6 +43,9 @@ def small(name: str, **kwargs: object) -> nn.Module:
         options.update(num_classes=2, backbone="mobilenetv2", width_mult=0.25, radius=4.0)
     if "num_directions" in accepted:  # MaskLab: a small trunk and small anchors
         options.update(backbone="mobilenetv2", width_mult=0.25, anchor_sizes=(8, 16))
+    if "num_parts" in accepted:  # HAZN: a small FCN, few small zoomed regions
+        options.update(num_parts=3, backbone="mobilenetv2", width_mult=0.25)
+        options.update(max_regions=2, target_size=48.0)
     options.update(kwargs)
     return build_model(name, **options)
 
@@ -165,6 +169,11 @@ def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
         )
         _, batch = collate_instances([(x[0], one), (x[1], one)])
         masklab_loss(model(x, batch["instances"]), batch)[0].backward()
+    elif hasattr(model, "forward_regions"):  # HAZN: parts, two objects, a part each
+        masks = torch.stack([target, torch.zeros_like(target), torch.zeros_like(target)], 1)
+        masks[:, 1, 4:20, 5:25], masks[:, 1, 15:30, 28:45] = 1, 2
+        masks[:, 2, 4:10, 5:25], masks[:, 2, 15:30, 28:35] = 1, 2
+        parts_loss(outputs, masks).backward()
     elif isinstance(outputs, dict) and "semantic" in outputs:  # panoptic: semantic, centre, offsets
         instances = torch.randint(0, 3, (2, 33, 47))
         masks = torch.stack([target, instances], dim=1)
@@ -234,7 +243,7 @@ EXPORTABLE = {
     **{
         name: (lambda name=name: small(name))
         for name in MODELS
-        if name not in ("panoptic_deeplab", "personlab", "masklab")
+        if name not in ("panoptic_deeplab", "personlab", "masklab", "hazn")
     },
     **{n: f for n, f in NETWORKS.items() if n.startswith("decoder:")},
     **{f"wrapper:{w}": (lambda w=w: _wrapped(w)) for w in WRAPPERS if w not in UNEXPORTABLE},

@@ -24,6 +24,7 @@ from .deeplab import (
     mobile_deeplabv3,
 )
 from .factory import BACKBONES
+from .hazn import HAZN, hazn
 from .heads.decoders import DECODERS, BilinearAdditiveUpsample
 from .masklab import MaskLab, masklab
 from .panoptic import PanopticDeepLab, panoptic_deeplab
@@ -40,6 +41,8 @@ __all__ = [
     "ModelSummary",
     "DeepLab",
     "auto_deeplab",
+    "HAZN",
+    "hazn",
     "build_model",
     "MaskLab",
     "masklab",

@@ -10,6 +10,7 @@ from torch import nn
 
 from .auto_deeplab import auto_deeplab
 from .deeplab import deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, mobile_deeplabv3
+from .hazn import hazn
 from .masklab import masklab
 from .panoptic import panoptic_deeplab
 from .personlab import personlab
@@ -20,6 +21,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv2": deeplabv2,
     "deeplabv3": deeplabv3,
     "deeplabv3plus": deeplabv3plus,
+    "hazn": hazn,
     "masklab": masklab,
     "mobile_deeplabv3": mobile_deeplabv3,
     "panoptic_deeplab": panoptic_deeplab,

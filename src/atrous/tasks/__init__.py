@@ -5,6 +5,7 @@ evaluator. A recipe names its task with the top-level key ``task:`` (default ``s
 from .base import PANOPTIC_DATASETS, Evaluator, StepLoss, Task, all_reduce_
 from .masklab import MaskLabEvaluator, MaskLabTask
 from .panoptic import PanopticEvaluator, PanopticScores, PanopticTask, panoptic_ids
+from .parts import PartsEvaluator, PartsTask
 from .personlab import PersonLabEvaluator, PersonLabTask
 from .semantic import SemanticEvaluator, SemanticTask
 from .weak import EMSettings, WeakTask, save_estimates
@@ -15,6 +16,7 @@ TASKS: dict[str, type[Task]] = {
     "panoptic": PanopticTask,
     "personlab": PersonLabTask,
     "masklab": MaskLabTask,
+    "parts": PartsTask,
 }
 """Task names (a recipe's ``task:``) -> task classes; a new kind of training adds one here."""
 
@@ -27,6 +29,8 @@ __all__ = [
     "PanopticEvaluator",
     "PanopticScores",
     "PanopticTask",
+    "PartsEvaluator",
+    "PartsTask",
     "PersonLabEvaluator",
     "PersonLabTask",
     "SemanticEvaluator",
