@@ -16,6 +16,7 @@ from atrous.data import build_dataset
 from atrous.data.synthetic_parts import make_synthetic_parts
 from atrous.errors import ConfigError
 from atrous.models import HAZN, MODELS, hazn
+from atrous.models.hazn import target_regions
 from atrous.models.heads.largefov import LargeFOV
 from atrous.tasks import TASKS, PartsEvaluator, PartsTask, SemanticEvaluator
 
@@ -110,6 +111,25 @@ def _batch(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     images = torch.stack([(image.float() / 255 - mean) / std for image, _ in items])
     return images, torch.stack([mask.as_subclass(torch.Tensor) for _, mask in items])
+
+
+def test_ground_truth_regions_zoom_the_objects_and_parts(tmp_path: Path) -> None:
+    images, masks = _batch(tmp_path / "parts")
+    objects, parts = target_regions(masks[0])
+    ids = masks[0, 1][masks[0, 1] != 255].unique()
+    assert len(objects) == int((ids > 0).sum()) and len(parts) >= len(objects)
+    one = masks[0, 1] == ids[ids > 0][0]
+    rows, cols = one.nonzero().T
+    box = [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+    assert objects[0].tolist() == [float(v) for v in box]
+    model = _small(num_parts=7).eval()
+    with torch.no_grad():
+        out = model.forward_regions(images[:1], [objects], [parts])
+    assert out["semantic"].shape == (1, 7, 64, 64) and out["object_regions"][0] is objects
+    padded = torch.zeros(3, 8, 8, dtype=torch.long)
+    padded[:, 6:] = 255  # the train transforms' padding is no instance
+    padded[1:, 1:3, 1:4] = 7
+    assert [r.tolist() for r in target_regions(padded)] == [[[1.0, 1.0, 4.0, 3.0]]] * 2
 
 
 def test_the_parts_loss_falls_over_a_few_adam_steps(tmp_path: Path) -> None:

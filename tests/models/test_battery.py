@@ -270,7 +270,9 @@ def test_onnx_and_torchscript_match_eager(name: str, tmp_path: Path) -> None:
         assert np.abs(scripted - eager).max() < tolerance, "TorchScript"
 
 
-@pytest.mark.parametrize("wrapper", [*UNEXPORTABLE, "panoptic_deeplab", "personlab", "masklab"])
+@pytest.mark.parametrize(
+    "wrapper", [*UNEXPORTABLE, "panoptic_deeplab", "personlab", "masklab", "hazn"]
+)
 def test_wrappers_refuse_export_clearly(wrapper: str, tmp_path: Path) -> None:
     model = (small(wrapper) if wrapper in MODELS else _wrapped(wrapper)).eval()
     with pytest.raises(AtrousError, match="cannot be exported"):

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..errors import AtrousError
 from .auto_zoom import (
     CONTEXT,
     MAX_ZOOM,
@@ -27,6 +28,7 @@ from .auto_zoom import (
     MIN_ZOOM,
     ZOOM_TARGET,
     ScaleHead,
+    instance_boxes,
     propose_regions,
     zoom_regions,
 )
@@ -38,6 +40,15 @@ NMS_IOU = 0.5
 """IoU above which NMS merges candidate boxes into one region (chosen; the paper's: unknown)."""
 MAX_REGIONS = 16
 """Most regions zoomed per image and per zoom level (chosen: bounds the test-time cost)."""
+
+
+def target_regions(target: Tensor) -> tuple[Tensor, Tensor]:
+    """The ground truth's object and part boxes ``[R, 4]`` (image pixels) of a ``[3, H, W]``
+    part target (channels 1 and 2; 255, the train transforms' padding, is no instance): the
+    regions :meth:`HAZN.forward_regions` zooms for the zoom's ceiling."""
+    ids = target.as_subclass(Tensor).long()
+    ids = ids.masked_fill(ids == 255, 0)
+    return instance_boxes(ids[1])[1], instance_boxes(ids[2])[1]
 
 
 class HAZN(nn.Module):
@@ -136,6 +147,12 @@ class HAZN(nn.Module):
         return regions
 
     def forward(self, x: Tensor) -> dict[str, object]:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            raise AtrousError(
+                "HAZN models cannot be exported yet: their regions and zooms have data-dependent "
+                "shapes (a trace would bake in one image's); deploy them with atrous.Predictor, "
+                "or export model.fcn, the FCN without the zoom"
+            )
         logits, scales = self._dense(x)
         if self.training:
             return {"out": logits, **scales}
