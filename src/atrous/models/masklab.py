@@ -11,6 +11,7 @@ over hypercolumn features (the trunk's OS4 features cropped in the box).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,6 +97,11 @@ def _keep_input(module: nn.Module, args: tuple[Tensor, ...]) -> None:
     module.masklab_conv4 = args[0]
 
 
+def _log_odds(logits: Tensor) -> Tensor:
+    """``log(p / (1 - p))`` of each channel's softmax probability (clamped at 1e-6)."""
+    return torch.special.logit(logits.float().softmax(1), eps=1e-6).to(logits.dtype)
+
+
 def _rois(boxes: Sequence[Tensor]) -> Tensor:
     """Per-image ``[K, 4]`` boxes -> ``[sum K, 5]`` rows ``(image index, x1, y1, x2, y2)``."""
     rows = [torch.cat([b.new_full((len(b), 1), i), b], dim=1) for i, b in enumerate(boxes)]
@@ -103,8 +109,8 @@ def _rois(boxes: Sequence[Tensor]) -> Tensor:
 
 
 class MaskHead(nn.Module):
-    """Per box: the box's class channel of the semantic log-probabilities and the direction
-    log-probabilities assembled by direction pooling, a 1x1 conv -> coarse mask logits; with
+    """Per box: the box's class channel of the semantic log-odds and the direction log-odds
+    assembled by direction pooling, a 1x1 conv -> coarse mask logits; with
     ``hypercolumn``, three convs over [coarse mask, OS4 features crop] -> refined logits.
     ``direction_pooling`` False leaves the direction input out (the paper's ablation)."""
 
@@ -123,6 +129,13 @@ class MaskHead(nn.Module):
         self.size, self.bins = size, (num_directions, num_distances)
         self.direction_pooling, self.hypercolumn = direction_pooling, hypercolumn
         self.coarse = nn.Conv2d(2 if direction_pooling else 1, 1, 1)
+        # chosen: inputs are log-odds, and the coarse mask starts as the semantic probability
+        # of the box's class, raised where the pixel's bin is likelier than chance (1 / bins)
+        # and lowered where it is less likely; at PyTorch's random init the sign of a 2-weight
+        # conv decided the demo's ablation (benchmarks/results/masklab.md)
+        nn.init.ones_(self.coarse.weight)
+        chance = math.log(num_directions * num_distances - 1) if direction_pooling else 0.0
+        nn.init.constant_(self.coarse.bias, chance)
         self.refine = (
             nn.Sequential(
                 nn.Conv2d(low_channels + 1, channels, 3, padding=1),
@@ -148,13 +161,13 @@ class MaskHead(nn.Module):
         size = (self.size, self.size)
         rois = rois.to(semantic.dtype)
         scale = semantic.shape[-1] / input_width
-        crops = roi_align(semantic.log_softmax(1), rois, size, scale, 2, aligned=True)
+        crops = roi_align(_log_odds(semantic), rois, size, scale, 2, aligned=True)
         index = labels.view(-1, 1, 1, 1).expand(-1, 1, *size)
         inputs = [crops.gather(1, index)]
         if self.direction_pooling:
             d, r = self.bins
             inputs.append(direction_pool(
-                direction.log_softmax(1), rois, size, num_directions=d, num_distances=r,
+                _log_odds(direction), rois, size, num_directions=d, num_distances=r,
                 spatial_scale=scale, sampling_ratio=2,
             ))  # fmt: skip
         coarse = self.coarse(torch.cat(inputs, dim=1))
