@@ -199,3 +199,28 @@ def test_training_lowers_the_loss(scenes) -> None:
         losses.append(loss.item())
     assert set(terms) == {"detector", "semantic", "direction", "mask"}
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
+
+
+def test_demo_eval_and_predict_plumbing(tmp_path, capsys) -> None:
+    """The demo's two-step run writes a checkpoint, metrics.json with mask and box AP as
+    fractions and each instance's picture and JSON; atrous eval and predict on it print and
+    write the instance outputs."""
+    import json
+
+    from atrous.cli import main
+    from atrous.demo import DEMOS, run_masklab_demo
+
+    out = tmp_path / "demo"
+    result = run_masklab_demo(out, steps=2, num_train=8, num_val=4, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["mask_ap"] <= 1.0 and 0.0 <= metrics["box_ap"] <= 1.0
+    assert "mask AP" in DEMOS["masklab"].report(result, out)
+    assert len(list((out / "predictions").glob("*_instances.jpg"))) == 4
+    found = json.loads(next((out / "predictions").glob("*_instances.json")).read_text())
+    assert set(found) >= {"image", "height", "width", "instances"}
+    capsys.readouterr()
+    data = out / "data"
+    args = ["--checkpoint", str(out / "checkpoint.pt")]
+    assert main(["eval", *args, "--dataset", "coco_instances", "--data", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "masks" in printed and "boxes" in printed and "AP50" in printed

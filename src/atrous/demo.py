@@ -284,6 +284,8 @@ def run_masklab_demo(
     out: str | Path = "atrous-demo-masklab",
     *,
     steps: int | None = None,
+    num_train: int = 300,
+    num_val: int = 60,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
@@ -299,7 +301,7 @@ def run_masklab_demo(
     run = [f"train.out_dir={out}", f"train.seed={seed}", f"train.device={device}"]
     if steps is not None:
         run.append(f"train.steps={steps}")
-    root = make_synthetic_instances(out / "data", seed=seed)
+    root = make_synthetic_instances(out / "data", num_train=num_train, num_val=num_val, seed=seed)
     cfg = load_config(None, [*MASKLAB_OVERRIDES, f"data.root={root}", *run, *overrides])
     result = train(cfg, progress=progress)
     predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
