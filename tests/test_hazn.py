@@ -202,3 +202,13 @@ def test_miou_by_object_size_by_hand() -> None:
     assert merged.compute()["miou_by_size"]["XL"] == pytest.approx(0.875)
     merged.reset()
     assert math.isnan(merged.compute()["miou_by_size"]["XL"])
+
+
+def test_size_table_prints_each_bucket() -> None:
+    from atrous.evaluation import size_table
+
+    text = size_table(
+        {"miou_by_size": {"XS": 0.125, "S": float("nan")}, "objects_by_size": {"XS": 3}}
+    )
+    rows = text.splitlines()
+    assert rows[1].split() == ["XS", "12.50", "3"] and rows[2].split() == ["S", "-", "0"]

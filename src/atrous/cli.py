@@ -51,6 +51,7 @@ def _eval(args: argparse.Namespace) -> None:
         panoptic_table,
         people_table,
         refinement_table,
+        size_table,
         trimap_line,
     )
     from .evaluation.checkpoints import check_eval_outputs
@@ -88,6 +89,8 @@ def _eval(args: argparse.Namespace) -> None:
         print(people_table(result))
     elif "box_ap" in result:
         print(instances_table(result))
+    if "miou_by_size" in result:
+        print(size_table(result))
     if "trimap" in result:
         print(trimap_line(result["trimap"]))
     if "refined" in result:

@@ -24,6 +24,7 @@ from .report import (
     panoptic_table,
     people_table,
     refinement_table,
+    size_table,
     trimap_line,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "panoptic_ids",
     "panoptic_table",
     "people_table",
+    "size_table",
     "format_table",
     "instances_table",
     "refinement_table",

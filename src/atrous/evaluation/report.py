@@ -108,3 +108,15 @@ def instances_table(result: dict[str, Any]) -> str:
         ]
         rows.append(f"{name:<7}" + "".join(cells))
     return "\n".join(rows)
+
+
+def size_table(result: dict[str, Any]) -> str:
+    """Part mIoU by object size bucket, in percent, with each bucket's object count (the parts
+    evaluator's ``miou_by_size`` and ``objects_by_size``); an empty bucket shows as "-"."""
+    sizes = result["miou_by_size"]
+    counts = result.get("objects_by_size", {})
+    rows = [f"{'size':<6}{'mIoU':>8}{'objects':>9}"]
+    for bucket, value in sizes.items():
+        shown = f"{100 * value:>8.2f}" if value == value else f"{'-':>8}"  # nan: no object
+        rows.append(f"{bucket:<6}{shown}{counts.get(bucket, 0):>9}")
+    return "\n".join(rows)
