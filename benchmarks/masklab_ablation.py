@@ -135,12 +135,42 @@ def pictures(seed: int = 0, count: int = 4) -> Path:
     return path
 
 
+COLUMNS = {
+    "mask_ap": "mask AP", "mask_ap75": "mask AP75", "box_ap": "box AP", "miou": "mIoU",
+    "gt_mask_ap": "mask AP, GT boxes", "iou_touching": "IoU touching, GT boxes",
+    "iou_alone": "IoU alone, GT boxes",
+}  # fmt: skip
+
+
+def table(path: Path = RESULTS / "masklab_ablation.jsonl") -> str:
+    """The rows as a markdown table (percent), one line per variant and seed, then the mean
+    over seeds."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    head = ["variant", "seed", *COLUMNS.values(), "s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant in VARIANTS:
+        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["seed"])
+        for r in mine:
+            cells = [f"{100 * r[k]:.2f}" for k in COLUMNS]
+            lines.append(
+                f"| {variant} | {r['seed']} | " + " | ".join(cells) + f" | {r['seconds']:.0f} |"
+            )
+        if len(mine) > 1:
+            cells = [f"**{100 * np.mean([r[k] for r in mine]):.2f}**" for k in COLUMNS]
+            lines.append(f"| {variant} | mean | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pictures", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the results as markdown")
     args = parser.parse_args()
+    if args.table:
+        print(table())
+        return
     if args.pictures:
         print(pictures(args.seed))
         return
