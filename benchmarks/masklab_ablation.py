@@ -38,8 +38,10 @@ VARIANTS = {
     "semantic_crop": ["model.direction_pooling=false", "model.hypercolumn=false"],
     "direction": ["model.hypercolumn=false"],
     "full": [],
+    "hypercolumn_only": ["model.direction_pooling=false"],
 }
-"""Row name -> the demo recipe's overrides (the paper's ablation order)."""
+"""Row name -> the demo recipe's overrides: the paper's ablation order, then the control that
+tells the two additions apart (hypercolumn refinement without direction pooling)."""
 
 
 def _truth(target: dict) -> dict:
