@@ -102,9 +102,18 @@ def run_row(variant: str, seed: int) -> dict:
     return row
 
 
-def pictures(seed: int = 0, count: int = 4) -> Path:
-    """image | each variant's masks on the ground-truth boxes, for the first ``count``
-    held-out scenes with touching objects of one class: benchmarks/results/masklab_ablation.png."""
+def _big(instances: dict, scale: int) -> dict:
+    """Instances drawn on a ``scale`` times larger picture (labels stay readable)."""
+    masks = instances["masks"].repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+    return {**instances, "boxes": instances["boxes"] * scale, "masks": masks}
+
+
+def pictures(seed: int = 0, count: int = 4, scale: int = 2) -> Path:
+    """image | truth | each variant's masks on the ground-truth boxes, for the first ``count``
+    held-out scenes with touching objects of one class, under a header naming the columns:
+    benchmarks/results/masklab_ablation.png."""
+    from PIL import ImageDraw
+
     from atrous.data import make_synthetic_instances
 
     root = make_synthetic_instances(RUNS / "pictures_data", seed=seed)
@@ -112,6 +121,7 @@ def pictures(seed: int = 0, count: int = 4) -> Path:
     predictors = {
         v: Predictor.from_checkpoint(RUNS / f"{v}_seed{seed}" / "checkpoint.pt", device="cpu")
         for v in VARIANTS
+        if (RUNS / f"{v}_seed{seed}" / "checkpoint.pt").is_file()
     }
     classes = val_set.info.classes
     rows = []
@@ -121,18 +131,27 @@ def pictures(seed: int = 0, count: int = 4) -> Path:
         if not touching_pairs(truth["masks"], truth["labels"]):
             continue
         array = image.permute(1, 2, 0).numpy()
+        big = array.repeat(scale, 0).repeat(scale, 1)
         shown = {**truth, "scores": torch.ones(len(truth["labels"]))}
-        cells = [array, draw_instances(array, {**shown, "masks": truth["masks"]}, classes)]
+        cells = [big, draw_instances(big, _big(shown, scale), classes)]
         for predictor in predictors.values():
             x = predictor.normalize(image).unsqueeze(0)
             with torch.no_grad():
                 (found,) = predictor.model.segment_boxes(x, [truth["boxes"]], [truth["labels"]])
-            cells.append(draw_instances(array, {**shown, "masks": found["masks"] >= 0.5}, classes))
+            masks = {**shown, "masks": found["masks"] >= 0.5}
+            cells.append(draw_instances(big, _big(masks, scale), classes))
         rows.append(np.concatenate(cells, axis=1))
         if len(rows) == count:
             break
+    grid = np.concatenate(rows, axis=0)
+    header = Image.new("RGB", (grid.shape[1], 18), "white")
+    draw = ImageDraw.Draw(header)
+    cell = grid.shape[1] // (2 + len(predictors))
+    for i, name in enumerate(["image", "ground truth", *predictors]):
+        draw.text((i * cell + 4, 3), name.replace("_", " "), fill="black")
+    picture = np.concatenate([np.asarray(header), grid], axis=0)
     path = RESULTS / "masklab_ablation.png"
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(picture).save(path)
     shutil.rmtree(root)
     return path
 
