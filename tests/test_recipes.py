@@ -13,7 +13,7 @@ from atrous.models import MODELS, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "configs").rglob("*.yaml"))
-PAPER_DATASETS = {"voc": 21, "cityscapes": 19, "ade20k": 150}
+PAPER_DATASETS = {"voc": 21, "cityscapes": 19, "ade20k": 150, "person_part": 7}
 """Recipe folders that hold paper recipes, and their datasets' class counts."""
 
 

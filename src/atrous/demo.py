@@ -336,10 +336,10 @@ PARTS_OVERRIDES = (
     "model.width_mult=0.5",
     "model.channels=128",
     # OS8 (LargeFOV's): at OS16 the 8 x 8 maps of a 128 crop are coarser than the smallest
-    # figures (12 px tall) and their parts; the scale heads predict a box per OS8 pixel. hazn()
-    # takes no ASPP rates yet: its ASPP keeps the library's 12, 24, 36 at OS8, past the 16 x 16
-    # features (only their centre taps and the 1x1 and pooling branches learn)
+    # figures (12 px tall) and their parts; the scale heads predict a box per OS8 pixel; ASPP
+    # rates 2, 4, 6 for the 16 x 16 features (the library's 12, 24, 36 reach past them)
     "model.output_stride=8",
+    "model.atrous_rates=[2, 4, 6]",
     # a region's longer side is zoomed to 96 px: about 3/4 of these 128-px scenes, as the
     # library's 256 is of the paper's 321 crops; the zoom bounds (0.5, 2.5), the context margin
     # and the NMS settings stay the library's (hazn.py, auto_zoom.py)

@@ -212,6 +212,7 @@ def hazn(
     output_stride: int = 8,
     width_mult: float = 1.0,
     channels: int = 256,
+    atrous_rates: Sequence[int] | None = None,
     zoom_objects: bool = True,
     zoom_parts: bool = True,
     target_size: float = ZOOM_TARGET,
@@ -228,7 +229,8 @@ def hazn(
     """HAZN on the DeepLab FCN for ``backbone``: DeepLab-LargeFOV (:func:`.deeplabv1`) on
     ``"vgg16"``, as the paper (recalled, unverified); :func:`.deeplabv3` (ASPP of width
     ``channels``) on any other backbone (chosen). ``num_parts`` counts background (Person-Part:
-    7); ``num_classes``, which recipes pass, must equal it. ``channels`` is also the scale
+    7); ``num_classes``, which recipes pass, must equal it. ``atrous_rates`` are ASPP's
+    (deeplabv3's default when left out; LargeFOV has none). ``channels`` is also the scale
     heads' hidden width. The zoom options are :func:`.auto_zoom.zoom_regions`' (target size,
     zoom bounds, context margin, merge), the region options :func:`.auto_zoom.propose_regions`'
     (``min_confidence``, ``nms_iou``, ``max_regions``); every default is chosen (see the
@@ -240,8 +242,8 @@ def hazn(
     if num_parts < 2:
         raise ValueError(f"hazn needs background and at least one part, not {num_parts}")
     if backbone == "vgg16":
-        if width_mult != 1.0:
-            raise ValueError("hazn on vgg16 (DeepLab-LargeFOV) takes no width_mult")
+        if width_mult != 1.0 or atrous_rates is not None:
+            raise ValueError("hazn on vgg16 (DeepLab-LargeFOV) takes no width_mult or atrous_rates")
         fcn = deeplabv1(
             num_classes=num_parts, output_stride=output_stride,
             backbone_weights=backbone_weights, align_corners=align_corners,
@@ -251,6 +253,7 @@ def hazn(
             backbone=backbone, num_classes=num_parts, output_stride=output_stride,
             width_mult=width_mult, channels=channels, backbone_weights=backbone_weights,
             align_corners=align_corners,
+            **({} if atrous_rates is None else {"atrous_rates": tuple(atrous_rates)}),
         )  # fmt: skip
     return HAZN(
         fcn, channels=channels, zoom_objects=zoom_objects, zoom_parts=zoom_parts,
