@@ -255,8 +255,9 @@ def _demo_parser(sub: Any, handlers: Handlers) -> None:
     p.add_argument(
         "--task",
         default="semantic",
-        help="which task's demo: semantic (DeepLabv3+, mIoU; the default) or panoptic "
-        "(Panoptic-DeepLab, PQ and Parsing Covering)",
+        help="which task's demo: semantic (DeepLabv3+, mIoU; the default), panoptic "
+        "(Panoptic-DeepLab, PQ and Parsing Covering), personlab (keypoint and mask AP), "
+        "masklab (mask and box AP) or parts (HAZN, part mIoU by object size)",
     )
     p.add_argument(
         "--out", help="output folder (default: ./atrous-demo, ./atrous-demo-<task> for others)"
