@@ -10,7 +10,7 @@ FCN row is therefore HAZN with both zooms off (chosen over a separately trained 
 rows then differ by the zoom alone; the FCN was trained with the scale heads beside it, which
 the paper's baseline was not; ``--training fcn`` trains that plain DeepLab too, as a check).
 Attention to scale is its own training. Every training is the demo's recipe and budget
-(``atrous.demo.PARTS_OVERRIDES``: MobileNetV2 width 0.5 at OS8, 1,000 steps of batch 4, Adam;
+(``atrous.demo_tasks.PARTS_OVERRIDES``: MobileNetV2 width 0.5 at OS8, 1,000 steps of batch 4, Adam;
 the attention and plain rows on the same FCN, ``deeplabv3``, without the zoom options) on the
 demo's data (seed 0: the same scenes for every row and seed), the training seed per row.
 
@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw
 
 from atrous.config import load_config
 from atrous.data import build_dataset, make_synthetic_parts
-from atrous.demo import PARTS_OVERRIDES
+from atrous.demo_tasks import PARTS_OVERRIDES
 from atrous.inference import Predictor
 from atrous.models.hazn import target_regions
 from atrous.tasks.parts import PartsEvaluator

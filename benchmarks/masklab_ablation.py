@@ -27,7 +27,7 @@ from PIL import Image
 
 from atrous.data import build_dataset
 from atrous.data.synthetic_instances import touching_pairs
-from atrous.demo import run_masklab_demo
+from atrous.demo_tasks import run_masklab_demo
 from atrous.inference import Predictor, draw_instances
 from atrous.metrics import InstanceAP
 

@@ -10,7 +10,8 @@ import pytest
 
 from atrous.cli import build_parser
 from atrous.data.person_part import SIZE_BUCKETS
-from atrous.demo import DEMOS, PARTS_OVERRIDES, run_parts_demo
+from atrous.demo import DEMOS
+from atrous.demo_tasks import PARTS_OVERRIDES, run_parts_demo
 
 
 def test_the_parts_demo_writes_miou_by_size_and_predictions(tmp_path: Path) -> None:

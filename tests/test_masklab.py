@@ -208,7 +208,8 @@ def test_demo_eval_and_predict_plumbing(tmp_path, capsys) -> None:
     import json
 
     from atrous.cli import main
-    from atrous.demo import DEMOS, run_masklab_demo
+    from atrous.demo import DEMOS
+    from atrous.demo_tasks import run_masklab_demo
 
     out = tmp_path / "demo"
     result = run_masklab_demo(out, steps=2, num_train=8, num_val=4, progress=False)
