@@ -23,7 +23,7 @@ from ..data.instances import InstanceTrainTransforms, instance_semantic
 from ..metrics.instances import InstanceAP
 from ..models.direction_pooling import NUM_DIRECTIONS, NUM_DISTANCES, direction_targets
 from .base import StepLoss, Task, labelled_pixels
-from .semantic import SemanticEvaluator
+from .semantic import SemanticAndAPEvaluator
 
 INSTANCE_DATASETS = ("coco_instances",)
 """Data sets whose items are ``(image, instances)`` (see :class:`atrous.data.COCOInstances`)."""
@@ -108,16 +108,14 @@ def masklab_loss(
     return total, terms
 
 
-class MaskLabEvaluator:
+class MaskLabEvaluator(SemanticAndAPEvaluator):
     """Semantic mIoU (the predictor's scores) and COCO mask and box AP of the model's
     detections; ``gt_boxes`` runs the mask head on the ground-truth boxes instead (the head's
     ceiling: box AP is then 1 by construction)."""
 
     def __init__(self, predictor: Any, num_classes: int, *, gt_boxes: bool = False) -> None:
-        self.predictor, self.gt_boxes = predictor, gt_boxes
-        self.semantic = SemanticEvaluator(num_classes)
-        self.ap = InstanceAP(num_classes)
-        self.seconds, self.images = 0.0, 0
+        super().__init__(predictor, num_classes, InstanceAP(num_classes))
+        self.gt_boxes = gt_boxes
 
     def update(self, prediction: Any) -> None:
         self.semantic.update(prediction)
@@ -137,29 +135,6 @@ class MaskLabEvaluator:
         size = (int(prediction.image.shape[-2]), int(prediction.image.shape[-1]))
         image_id = int(target.get("image_id", prediction.index))
         self.ap.update(image_id, size, target, detections)
-
-    def reset(self) -> None:
-        self.semantic.reset()
-        self.ap.reset()
-        self.seconds, self.images = 0.0, 0
-
-    def merge(self, other: MaskLabEvaluator) -> MaskLabEvaluator:
-        self.semantic.merge(other.semantic)
-        self.ap.merge(other.ap)
-        self.seconds += other.seconds
-        self.images += other.images
-        return self
-
-    def all_reduce(self, device: torch.device) -> None:
-        self.semantic.all_reduce(device)
-        self.ap.all_reduce(device)
-
-    def compute(self) -> dict[str, Any]:
-        return {
-            **self.semantic.compute(),
-            **self.ap.compute(),
-            "seconds_per_image": self.seconds / max(self.images, 1),
-        }
 
 
 class MaskLabTask(Task):

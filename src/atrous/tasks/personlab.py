@@ -19,7 +19,7 @@ from ..metrics.keypoints import PersonAP
 from .base import StepLoss, Task
 from .personlab_decode import decode
 from .personlab_targets import LOSS_WEIGHTS, RADIUS, encode, personlab_loss
-from .semantic import SemanticEvaluator
+from .semantic import SemanticAndAPEvaluator
 
 KEYPOINT_DATASETS = ("coco_keypoints",)
 """Data sets whose items are ``(image, people)`` (see :class:`atrous.data.COCOKeypoints`)."""
@@ -55,15 +55,13 @@ class EncodeTargets:
         return image, encode(people_of(target), size, self.radius, ignore=ignore)
 
 
-class PersonLabEvaluator:
+class PersonLabEvaluator(SemanticAndAPEvaluator):
     """Person/background mIoU (the predictor's semantic scores) and COCO keypoint and mask AP
     of the people :func:`decode` finds in the model's fields; ``options`` go to ``decode``."""
 
     def __init__(self, predictor: Any, num_classes: int, **options: Any) -> None:
-        self.predictor, self.options = predictor, options
-        self.semantic = SemanticEvaluator(num_classes)
-        self.ap = PersonAP()
-        self.seconds, self.images = 0.0, 0
+        super().__init__(predictor, num_classes, PersonAP())
+        self.options = options
 
     def update(self, prediction: Any) -> None:
         self.semantic.update(prediction)
@@ -82,29 +80,6 @@ class PersonLabEvaluator:
         size = (int(prediction.image.shape[-2]), int(prediction.image.shape[-1]))
         image_id = int(target.get("image_id", prediction.index))
         self.ap.update(image_id, size, target, people)
-
-    def reset(self) -> None:
-        self.semantic.reset()
-        self.ap.reset()
-        self.seconds, self.images = 0.0, 0
-
-    def merge(self, other: PersonLabEvaluator) -> PersonLabEvaluator:
-        self.semantic.merge(other.semantic)
-        self.ap.merge(other.ap)
-        self.seconds += other.seconds
-        self.images += other.images
-        return self
-
-    def all_reduce(self, device: torch.device) -> None:
-        self.semantic.all_reduce(device)
-        self.ap.all_reduce(device)
-
-    def compute(self) -> dict[str, Any]:
-        return {
-            **self.semantic.compute(),
-            **self.ap.compute(),
-            "seconds_per_image": self.seconds / max(self.images, 1),
-        }
 
 
 class PersonLabTask(Task):

@@ -84,3 +84,37 @@ class SemanticTask(Task):
 
     def evaluator(self, predictor: Any, num_classes: int) -> SemanticEvaluator:
         return SemanticEvaluator(num_classes)
+
+
+class SemanticAndAPEvaluator:
+    """The semantic confusion matrix beside a COCO AP accumulator (``ap``, with ``update``,
+    ``merge``, ``all_reduce``, ``compute``) and the seconds spent per image on the task's own
+    decoding: what PersonLab's and MaskLab's evaluators share; subclasses write ``update``."""
+
+    def __init__(self, predictor: Any, num_classes: int, ap: Any) -> None:
+        self.predictor, self.ap = predictor, ap
+        self.semantic = SemanticEvaluator(num_classes)
+        self.seconds, self.images = 0.0, 0
+
+    def reset(self) -> None:
+        self.semantic.reset()
+        self.ap.reset()
+        self.seconds, self.images = 0.0, 0
+
+    def merge(self, other: SemanticAndAPEvaluator) -> SemanticAndAPEvaluator:
+        self.semantic.merge(other.semantic)
+        self.ap.merge(other.ap)
+        self.seconds += other.seconds
+        self.images += other.images
+        return self
+
+    def all_reduce(self, device: torch.device) -> None:
+        self.semantic.all_reduce(device)
+        self.ap.all_reduce(device)
+
+    def compute(self) -> dict[str, Any]:
+        return {
+            **self.semantic.compute(),
+            **self.ap.compute(),
+            "seconds_per_image": self.seconds / max(self.images, 1),
+        }
