@@ -31,6 +31,7 @@ from .demo_tasks import (
     _parts_report,
     run_masklab_demo,
     run_parts_demo,
+    train_and_predict,
 )
 from .evaluation import (
     comparison_grid,
@@ -228,22 +229,19 @@ def run_personlab_demo(
     ``overrides`` (``key=value``) change the recipe (benchmarks/personlab_demo.py)."""
     start = time.perf_counter()
     out = _fresh(out)
-    run = [f"train.out_dir={out}", f"train.seed={seed}", f"train.device={device}"]
-    if steps is not None:
-        run.append(f"train.steps={steps}")
     root = make_synthetic_people(out / "data", seed=seed)
-    cfg = load_config(None, [*PERSONLAB_OVERRIDES, f"data.root={root}", *run, *overrides])
-    result = train(cfg, progress=progress)
-    predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
-    val_set = build_dataset("coco_keypoints", root, cfg.data.val_split)
-    paths = [image for image, _ in val_set.samples[:8]]
-    predict_to_files(predictor, paths, out / "predictions", progress=progress)
-    return {
-        "metrics": result["metrics"],
-        "checkpoint": result["checkpoint"],
-        "predictions": out / "predictions",
-        "seconds": time.perf_counter() - start,
-    }
+    return train_and_predict(
+        out,
+        root,
+        "coco_keypoints",
+        PERSONLAB_OVERRIDES,
+        overrides,
+        start=start,
+        steps=steps,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
 
 
 def _semantic_report(result: dict[str, Any], out: str | Path) -> str:

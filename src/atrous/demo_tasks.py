@@ -29,6 +29,41 @@ def _fresh(out: str | Path) -> Path:
     return out
 
 
+def train_and_predict(
+    out: Path,
+    root: Path,
+    dataset: str,
+    recipe: Sequence[str],
+    overrides: Sequence[str],
+    *,
+    start: float,
+    steps: int | None,
+    seed: int,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
+    """What every task's demo does once its data is written: train ``recipe`` (``key=value``
+    overrides of the defaults) on ``root`` into ``out``, then ``overrides``, and write
+    ``atrous predict``'s outputs for eight held-out images of ``dataset``. ``seconds`` count
+    from ``start``."""
+    run = [f"data.root={root}", f"train.out_dir={out}", f"train.seed={seed}",
+           f"train.device={device}"]  # fmt: skip
+    if steps is not None:
+        run.append(f"train.steps={steps}")
+    cfg = load_config(None, [*recipe, *run, *overrides])
+    result = train(cfg, progress=progress)
+    predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
+    val_set = build_dataset(dataset, root, cfg.data.val_split)
+    paths = [image for image, _ in val_set.samples[:8]]
+    predict_to_files(predictor, paths, out / "predictions", progress=progress)
+    return {
+        "metrics": result["metrics"],
+        "checkpoint": result["checkpoint"],
+        "predictions": out / "predictions",
+        "seconds": time.perf_counter() - start,
+    }
+
+
 MASKLAB_OVERRIDES = (
     "task=masklab",
     "data.dataset=coco_instances",
@@ -78,22 +113,19 @@ def run_masklab_demo(
     (``key=value``) change the recipe (benchmarks/masklab_ablation.py)."""
     start = time.perf_counter()
     out = _fresh(out)
-    run = [f"train.out_dir={out}", f"train.seed={seed}", f"train.device={device}"]
-    if steps is not None:
-        run.append(f"train.steps={steps}")
     root = make_synthetic_instances(out / "data", num_train=num_train, num_val=num_val, seed=seed)
-    cfg = load_config(None, [*MASKLAB_OVERRIDES, f"data.root={root}", *run, *overrides])
-    result = train(cfg, progress=progress)
-    predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
-    val_set = build_dataset("coco_instances", root, cfg.data.val_split)
-    paths = [image for image, _ in val_set.samples[:8]]
-    predict_to_files(predictor, paths, out / "predictions", progress=progress)
-    return {
-        "metrics": result["metrics"],
-        "checkpoint": result["checkpoint"],
-        "predictions": out / "predictions",
-        "seconds": time.perf_counter() - start,
-    }
+    return train_and_predict(
+        out,
+        root,
+        "coco_instances",
+        MASKLAB_OVERRIDES,
+        overrides,
+        start=start,
+        steps=steps,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
 
 
 PARTS_OVERRIDES = (
@@ -149,22 +181,19 @@ def run_parts_demo(
     (``key=value``) change the recipe (benchmarks/hazn_ablation.py)."""
     start = time.perf_counter()
     out = _fresh(out)
-    run = [f"train.out_dir={out}", f"train.seed={seed}", f"train.device={device}"]
-    if steps is not None:
-        run.append(f"train.steps={steps}")
     root = make_synthetic_parts(out / "data", num_train=num_train, num_val=num_val, seed=seed)
-    cfg = load_config(None, [*PARTS_OVERRIDES, f"data.root={root}", *run, *overrides])
-    result = train(cfg, progress=progress)
-    predictor = Predictor.from_checkpoint(result["checkpoint"], device=cfg.train.device)
-    val_set = build_dataset("person_part", root, cfg.data.val_split)
-    paths = [image for image, _ in val_set.samples[:8]]
-    predict_to_files(predictor, paths, out / "predictions", progress=progress)
-    return {
-        "metrics": result["metrics"],
-        "checkpoint": result["checkpoint"],
-        "predictions": out / "predictions",
-        "seconds": time.perf_counter() - start,
-    }
+    return train_and_predict(
+        out,
+        root,
+        "person_part",
+        PARTS_OVERRIDES,
+        overrides,
+        start=start,
+        steps=steps,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
 
 
 def _masklab_report(result: dict[str, Any], out: str | Path) -> str:
