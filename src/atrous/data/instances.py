@@ -12,27 +12,25 @@ a bad one fails at once, naming the file.
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms.v2 import functional as F
 
 from ..errors import DataError
-from ._pairs import InfoDataset, read_image, read_json
+from ._pairs import read_json
 from .info import IGNORE_INDEX, DatasetInfo
 from .keypoints import (
     _DOWNLOAD,
+    COCOImages,
     _check_image,
     _check_segmentation,
     _number,
     _resize_mask,
-    decode_segmentation,
 )
 from .palette import voc_colormap
 
@@ -110,7 +108,7 @@ def _check_annotation(
         raise DataError(f"{where}: area {ann['area']!r} is not a number")
 
 
-class COCOInstances(InfoDataset):
+class COCOInstances(COCOImages):
     """COCO instance segmentation: items ``(tv_tensors.Image uint8 [3,H,W], target)`` with
     target ``image_id`` (int), ``boxes`` (``tv_tensors.BoundingBoxes`` float32 [P,4] XYXY, the
     file's ``bbox``), ``labels`` int64 [P] (1..C), ``masks`` (``tv_tensors.Mask`` bool
@@ -157,51 +155,12 @@ class COCOInstances(InfoDataset):
         for number, ann in enumerate(annotations):
             _check_annotation(ann, number, path, by_id, names)
             objects.setdefault(ann["image_id"], []).append(ann)
-        keep_empty = split != "train" if keep_empty is None else keep_empty
-        kept = [image for image in images if keep_empty or image["id"] in objects]
-        if not kept:
-            which = "images" if keep_empty else "images with an annotation"
-            raise DataError(f"{path}: no {which} (empty dataset)")
-        folder = self.root / f"{split}2017"
-        if not folder.is_dir():
-            raise DataError(
-                f"{folder}: image folder not found; download the COCO 2017 {split} images "
-                f"({split}2017.zip from cocodataset.org) and unzip them into the data root"
-            )
-        self.samples = [(folder / str(image["file_name"]), path) for image in kept]
-        # One pickled blob per image: DataLoader workers touch no Python object per annotation
-        # (their reference counts would copy the whole JSON into every worker).
-        self.items = [
-            pickle.dumps((image, objects.get(image["id"], [])), protocol=pickle.HIGHEST_PROTOCOL)
-            for image in kept
-        ]
-        for image_path, _ in self.samples:
-            if not image_path.is_file():
-                raise DataError(f"{image_path}: image not found (listed in {path})")
-
-    def __len__(self) -> int:
-        return len(self.items)
+        self._keep(split, images, objects, keep_empty, "images with an annotation")
 
     def load(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
         """Item ``index`` without transforms."""
-        record, anns = pickle.loads(self.items[index])
-        image_path = self.samples[index][0]
-        image = read_image(image_path)
+        record, anns, image, masks = self._read(index)
         h, w = record["height"], record["width"]
-        if tuple(image.shape[-2:]) != (h, w):
-            raise DataError(
-                f"{image_path}: image is {image.shape[-2]}x{image.shape[-1]} (HxW, EXIF "
-                f"orientation applied) but {self.annotation_file} says {h}x{w}"
-            )
-        masks = np.zeros((len(anns), h, w), dtype=bool)
-        for k, ann in enumerate(anns):
-            try:
-                masks[k] = decode_segmentation(ann["segmentation"], h, w)
-            except (ValueError, TypeError) as err:
-                raise DataError(
-                    f"{self.annotation_file}: annotation {ann.get('id')!r} (image "
-                    f"{record['id']!r}): segmentation does not decode ({err})"
-                ) from None
         xywh = torch.tensor([ann["bbox"] for ann in anns], dtype=torch.float32).reshape(-1, 4)
         target = {
             "image_id": int(record["id"]),
@@ -220,10 +179,6 @@ class COCOInstances(InfoDataset):
             "area": torch.tensor([float(ann.get("area", 0)) for ann in anns], dtype=torch.float32),
         }
         return image, target
-
-    def __getitem__(self, index: int) -> Any:
-        image, target = self.load(index)
-        return self.transforms(image, target) if self.transforms is not None else (image, target)
 
 
 def instance_semantic(target: dict[str, Any]) -> torch.Tensor:

@@ -12,21 +12,18 @@ Every annotation is checked when the file is read, so a bad one fails at once, n
 
 from __future__ import annotations
 
-import pickle
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from pycocotools import mask as coco_mask
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from ..errors import DataError
-from ._pairs import InfoDataset, read_image, read_json
+from ._coco import COCOImages
+from ._pairs import read_json
 from .info import IGNORE_INDEX, DatasetInfo
 from .palette import voc_colormap
 from .person_keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS
@@ -101,23 +98,6 @@ def _check_segmentation(segm: Any, height: int, width: int) -> str | None:
     return None
 
 
-def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
-    """A COCO ``segmentation`` (polygons, RLE or compressed RLE) as a bool ``HxW`` array;
-    polygons of fewer than 3 points cover nothing (COCO has a few)."""
-    if isinstance(segm, list):
-        polys = [[float(v) for v in p] for p in segm if len(p) >= 6]
-        if not polys:
-            return np.zeros((height, width), dtype=bool)
-        rle = coco_mask.merge(coco_mask.frPyObjects(polys, height, width))
-    elif isinstance(segm["counts"], list):
-        rle = coco_mask.frPyObjects(segm, height, width)
-    else:
-        rle = segm
-    with warnings.catch_warnings():  # pycocotools' decoder under NumPy 2 warns on each call
-        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-        return coco_mask.decode(rle).astype(bool)
-
-
 def _json_records(data: Any, path: Path) -> tuple[list, list, list]:
     if not isinstance(data, dict) or not all(
         isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
@@ -168,7 +148,7 @@ def _check_image(image: Any, number: int, path: Path) -> None:
         )
 
 
-class COCOKeypoints(InfoDataset):
+class COCOKeypoints(COCOImages):
     """COCO person keypoints: items ``(tv_tensors.Image uint8 [3,H,W], target)`` with target
     ``image_id`` (int), ``keypoints`` float32 [P,17,3] (x, y, visibility 0/1/2, pixels as in the
     file), ``masks`` bool [P,H,W], ``iscrowd`` bool [P], ``area`` float32 [P] (the file's) and
@@ -212,51 +192,11 @@ class COCOKeypoints(InfoDataset):
                 continue
             _check_annotation(ann, number, path, by_id)
             people.setdefault(ann["image_id"], []).append(ann)
-        keep_empty = split != "train" if keep_empty is None else keep_empty
-        kept = [image for image in images if keep_empty or image["id"] in people]
-        if not kept:
-            which = "images" if keep_empty else "images with a person annotation"
-            raise DataError(f"{path}: no {which} (empty dataset)")
-        folder = self.root / f"{split}2017"
-        if not folder.is_dir():
-            raise DataError(
-                f"{folder}: image folder not found; download the COCO 2017 {split} images "
-                f"({split}2017.zip from cocodataset.org) and unzip them into the data root"
-            )
-        self.samples = [(folder / str(image["file_name"]), path) for image in kept]
-        # One pickled blob per image: DataLoader workers touch no Python object per annotation
-        # (their reference counts would copy the whole JSON into every worker).
-        self.items = [
-            pickle.dumps((image, people.get(image["id"], [])), protocol=pickle.HIGHEST_PROTOCOL)
-            for image in kept
-        ]
-        for image_path, _ in self.samples:
-            if not image_path.is_file():
-                raise DataError(f"{image_path}: image not found (listed in {path})")
-
-    def __len__(self) -> int:
-        return len(self.items)
+        self._keep(split, images, people, keep_empty, "images with a person annotation")
 
     def load(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
         """Item ``index`` without transforms."""
-        record, anns = pickle.loads(self.items[index])
-        image_path = self.samples[index][0]
-        image = read_image(image_path)
-        h, w = record["height"], record["width"]
-        if tuple(image.shape[-2:]) != (h, w):
-            raise DataError(
-                f"{image_path}: image is {image.shape[-2]}x{image.shape[-1]} (HxW, EXIF "
-                f"orientation applied) but {self.annotation_file} says {h}x{w}"
-            )
-        masks = np.zeros((len(anns), h, w), dtype=bool)
-        for k, ann in enumerate(anns):
-            try:
-                masks[k] = decode_segmentation(ann["segmentation"], h, w)
-            except (ValueError, TypeError) as err:
-                raise DataError(
-                    f"{self.annotation_file}: annotation {ann.get('id')!r} (image "
-                    f"{record['id']!r}): segmentation does not decode ({err})"
-                ) from None
+        record, anns, image, masks = self._read(index)
         keypoints = torch.tensor([ann["keypoints"] for ann in anns], dtype=torch.float32).reshape(
             len(anns), NUM_KEYPOINTS, 3
         )
@@ -273,10 +213,6 @@ class COCOKeypoints(InfoDataset):
             "ignore": tv_tensors.Mask(ignore),
         }
         return image, target
-
-    def __getitem__(self, index: int) -> Any:
-        image, target = self.load(index)
-        return self.transforms(image, target) if self.transforms is not None else (image, target)
 
 
 def hflip(image: torch.Tensor, target: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
