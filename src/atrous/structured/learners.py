@@ -215,21 +215,25 @@ def fit(
     epochs: int,
     batch_size: int,
     seed: int = 0,
+    max_steps: int | None = None,
     progress: bool = False,
     desc: str = "train",
 ) -> list[float]:
-    """Train ``epochs`` passes over ``(inputs, labels)`` in shuffled batches (seeded); returns
-    each epoch's seconds."""
+    """Train ``epochs`` passes over ``(inputs, labels)`` in shuffled batches (seeded), or
+    ``max_steps`` steps if fewer; returns each epoch's seconds."""
     from tqdm.auto import tqdm
 
     generator = torch.Generator().manual_seed(seed)
     device = next(iter(learner.model.parameters())).device
     seconds = []
     steps = epochs * -(-len(inputs) // batch_size)
+    steps = steps if max_steps is None else min(steps, max_steps)
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     for _ in range(epochs):
         start = time.perf_counter()
         for index in torch.randperm(len(inputs), generator=generator).split(batch_size):
+            if bar.n >= steps:
+                break
             loss = learner.step(inputs[index].to(device), labels[index].to(device), index)
             bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             bar.update()
