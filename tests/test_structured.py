@@ -188,3 +188,16 @@ def test_runs_in_float32_and_batches_independently() -> None:
     one = convex_bp(graph, unary[2:3].float(), pairwise[2:3].float(), tol=1e-6, max_passes=500)
     assert whole.unary.dtype == torch.float32
     torch.testing.assert_close(whole.unary[2:3], one.unary, atol=1e-4, rtol=0)
+
+
+def test_each_set_of_counting_numbers_gets_its_own_plan() -> None:
+    # plans are cached: counting numbers made afresh on every call must not meet a stale plan
+    graph = fully_connected(3, 2)
+    unary, pairwise = _potentials(graph, seed=7)
+    fresh = {}
+    for value in (1.0, 2.0, 1.0, 2.0):
+        out = convex_bp(graph, unary, pairwise, counting=uniform_counting(graph, value), tol=1e-12)
+        if value in fresh:
+            torch.testing.assert_close(out.log_z, fresh[value], atol=1e-9, rtol=0)
+        fresh[value] = out.log_z
+    assert (fresh[2.0] - fresh[1.0]).abs().min() > 1e-3  # more entropy weight, larger bound

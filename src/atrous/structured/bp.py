@@ -131,7 +131,8 @@ _PLANS: dict[tuple, _Plan] = {}
 def plan_for(graph: FactorGraph, counting: Counting | None, device, dtype) -> _Plan:
     """The cached index plan of ``graph`` with ``counting`` (default: Bethe on forests,
     tree-reweighted otherwise) on ``device``."""
-    key = (graph, id(counting), str(device), dtype)
+    numbers = None if counting is None else (counting.edge.tolist(), counting.var.tolist())
+    key = (graph, str(numbers), str(device), dtype)
     if key not in _PLANS:
         counting = counting or default_counting(graph)
         counting.check(graph)
