@@ -257,7 +257,8 @@ def _demo_parser(sub: Any, handlers: Handlers) -> None:
         default="semantic",
         help="which task's demo: semantic (DeepLabv3+, mIoU; the default), panoptic "
         "(Panoptic-DeepLab, PQ and Parsing Covering), personlab (keypoint and mask AP), "
-        "masklab (mask and box AP) or parts (HAZN, part mIoU by object size)",
+        "masklab (mask and box AP), parts (HAZN, part mIoU by object size) or words (a "
+        "deep structured model: character and word accuracy)",
     )
     p.add_argument(
         "--out", help="output folder (default: ./atrous-demo, ./atrous-demo-<task> for others)"

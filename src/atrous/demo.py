@@ -39,6 +39,7 @@ from .evaluation import (
     people_table,
 )
 from .inference import Predictor, predict_to_files
+from .structured.words_demo import run_words_demo, words_report
 from .training import train
 
 DEMO_OVERRIDES = (
@@ -287,5 +288,6 @@ DEMOS: dict[str, Demo] = {
     "personlab": Demo(run_personlab_demo, _personlab_report, "atrous-demo-personlab"),
     "masklab": Demo(run_masklab_demo, _masklab_report, "atrous-demo-masklab"),
     "parts": Demo(run_parts_demo, _parts_report, "atrous-demo-parts"),
+    "words": Demo(run_words_demo, words_report, "atrous-demo-words"),
 }
 """``atrous demo --task NAME``: each task's demo (a new task adds its own here)."""
