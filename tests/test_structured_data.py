@@ -109,6 +109,8 @@ def test_mirflickr_reads_tags_and_images_by_split(tmp_path: Path) -> None:
     assert test.tags[0, MIRFLICKR_TAGS.index("sky")] == 1 and test.tags[1].sum() == 0
     with pytest.raises(DataError, match="im2.jpg: missing"):
         train[1]
+    flipped, _ = MIRFlickr(root, "train", transforms=lambda im: im.flip(-1))[2]
+    assert torch.equal(flipped, image.flip(-1))
 
 
 def test_mirflickr_errors_name_the_file(tmp_path: Path) -> None:

@@ -71,15 +71,16 @@ def read_annotations(folder: str | Path, tags: Sequence[str] = MIRFLICKR_TAGS) -
 
 
 class MIRFlickr(Dataset):
-    """``(image, tags)``: a ``tv_tensors.Image`` uint8 ``[3, H, W]`` (after ``transform``) and
-    its multi-hot ``[38]`` int64 tags, for the images of ``split`` (``train`` or ``test``)."""
+    """``(image, tags)``: a ``tv_tensors.Image`` uint8 ``[3, H, W]`` (after ``transforms``, a
+    callable on the image) and its multi-hot ``[38]`` int64 tags, for the images of ``split``
+    (``train`` or ``test``); ``build_dataset``'s signature."""
 
     def __init__(
         self,
         root: str | Path,
         split: str = "train",
         *,
-        transform: Callable | None = None,
+        transforms: Callable | None = None,
         tags: Sequence[str] = MIRFLICKR_TAGS,
     ) -> None:
         if split not in SPLITS:
@@ -94,7 +95,7 @@ class MIRFlickr(Dataset):
         first, last = SPLITS[split]
         self.numbers = list(range(first, last + 1))
         self.tags = read_annotations(root / "mirflickr25k_annotations_v080", tags)[first - 1 : last]
-        self.tag_names, self.transform = tuple(tags), transform
+        self.tag_names, self.transforms = tuple(tags), transforms
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -104,8 +105,8 @@ class MIRFlickr(Dataset):
         if not path.is_file():
             raise DataError(f"{path}: missing (image {self.numbers[index]} of MIRFLICKR-25k)")
         image = read_image(path)
-        if self.transform is not None:
-            image = self.transform(image)
+        if self.transforms is not None:
+            image = self.transforms(image)
         return image, self.tags[index]
 
 
