@@ -19,6 +19,7 @@ from .folder import SegmentationFolder
 from .info import IGNORE_INDEX, DatasetInfo
 from .instances import COCOInstances, InstanceTrainTransforms, instance_hflip, instance_semantic
 from .keypoints import COCOKeypoints
+from .mirflickr import MIRFLICKR_TAGS, MIRFlickr, make_synthetic_tags
 from .palette import colorize, overlay, voc_colormap
 from .panoptic import PanopticFolder
 from .person_part import (
@@ -37,6 +38,7 @@ from .synthetic_parts import make_synthetic_parts
 from .synthetic_people import make_synthetic_people
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .voc import VOC_INFO, VOCSegmentation
+from .words import make_noisy_words, ocr_words, read_ocr_letters
 
 __all__ = [
     "ADE20K_INFO",
@@ -49,6 +51,12 @@ __all__ = [
     "CityscapesSegmentation",
     "COCOInstances",
     "COCOKeypoints",
+    "MIRFLICKR_TAGS",
+    "MIRFlickr",
+    "make_noisy_words",
+    "make_synthetic_tags",
+    "ocr_words",
+    "read_ocr_letters",
     "VOCSegmentation",
     "DATASETS",
     "build_dataset",

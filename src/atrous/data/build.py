@@ -15,6 +15,7 @@ from .context import PascalContextSegmentation
 from .folder import SegmentationFolder
 from .instances import COCOInstances
 from .keypoints import COCOKeypoints
+from .mirflickr import MIRFlickr
 from .panoptic import CityscapesPanoptic, COCOPanoptic, PanopticFolder
 from .person_part import cow_part, horse_part, person_part
 from .voc import VOCSegmentation
@@ -33,6 +34,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "person_part": person_part,
     "horse_part": horse_part,
     "cow_part": cow_part,
+    "mirflickr": MIRFlickr,
 }
 """Dataset names for configs and the CLI."""
 
