@@ -1,5 +1,7 @@
-"""Models: ``[N,3,H,W]`` images -> ``[N,K,H,W]`` logits."""
+"""Models: ``[N,3,H,W]`` images -> ``[N,K,H,W]`` logits (ABC-CNN: images and questions -> answer
+logits)."""
 
+from .abc_cnn import ABCCNN, abc_cnn
 from .auto_deeplab import auto_deeplab
 from .builders import MODELS, build_model
 from .convert.card import metrics_from_run
@@ -34,6 +36,8 @@ from .summary import ModelSummary, summary
 from .wrappers import ScaleAttentionDeepLab, with_scale_attention
 
 __all__ = [
+    "ABCCNN",
+    "abc_cnn",
     "BACKBONES",
     "BilinearAdditiveUpsample",
     "DECODERS",

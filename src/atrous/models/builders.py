@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .abc_cnn import abc_cnn
 from .auto_deeplab import auto_deeplab
 from .deeplab import deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, mobile_deeplabv3
 from .hazn import hazn
@@ -16,6 +17,7 @@ from .panoptic import panoptic_deeplab
 from .personlab import personlab
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "abc_cnn": abc_cnn,
     "auto_deeplab": auto_deeplab,
     "deeplabv1": deeplabv1,
     "deeplabv2": deeplabv2,
