@@ -36,11 +36,19 @@ from .synthetic import make_synthetic_dataset
 from .synthetic_instances import make_synthetic_instances
 from .synthetic_parts import make_synthetic_parts
 from .synthetic_people import make_synthetic_people
+from .synthetic_qa import ShapeQA, make_shape_qa
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 from .voc import VOC_INFO, VOCSegmentation
+from .vqa import COCOQA, DAQUAR, VQAJSON, question_type
 from .words import make_noisy_words, ocr_words, read_ocr_letters
 
 __all__ = [
+    "COCOQA",
+    "DAQUAR",
+    "ShapeQA",
+    "VQAJSON",
+    "make_shape_qa",
+    "question_type",
     "ADE20K_INFO",
     "ADE20KSegmentation",
     "PascalContextSegmentation",

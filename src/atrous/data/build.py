@@ -19,6 +19,7 @@ from .mirflickr import MIRFlickr
 from .panoptic import CityscapesPanoptic, COCOPanoptic, PanopticFolder
 from .person_part import cow_part, horse_part, person_part
 from .voc import VOCSegmentation
+from .vqa import COCOQA, DAQUAR, VQAJSON
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "folder": SegmentationFolder,
@@ -35,6 +36,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "horse_part": horse_part,
     "cow_part": cow_part,
     "mirflickr": MIRFlickr,
+    "coco_qa": COCOQA,
+    "vqa": VQAJSON,
+    "daquar": DAQUAR,
 }
 """Dataset names for configs and the CLI."""
 
