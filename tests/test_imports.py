@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "atrous"
 LAYERS = [
     "errors", "data", "models", "metrics", "refine", "export", "checkpoint", "tasks",
     "config_checks", "config_sections", "config", "loader", "structured", "inference",
-    "evaluation", "training", "serve", "demo_tasks", "demo", "cli_args", "cli", "__main__",
+    "evaluation", "training", "serve", "demo_tasks", "demo_vqa", "demo", "cli_args", "cli",
+    "__main__",
 ]  # fmt: skip
 """Top-level packages and modules, lowest first; each may import only those before it."""
 

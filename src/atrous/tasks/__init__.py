@@ -8,6 +8,7 @@ from .panoptic import PanopticEvaluator, PanopticScores, PanopticTask, panoptic_
 from .parts import PartsEvaluator, PartsTask
 from .personlab import PersonLabEvaluator, PersonLabTask
 from .semantic import SemanticEvaluator, SemanticTask
+from .vqa import VQAEvaluator, VQATask
 from .weak import EMSettings, WeakTask, save_estimates
 
 TASKS: dict[str, type[Task]] = {
@@ -17,6 +18,7 @@ TASKS: dict[str, type[Task]] = {
     "personlab": PersonLabTask,
     "masklab": MaskLabTask,
     "parts": PartsTask,
+    "vqa": VQATask,
 }
 """Task names (a recipe's ``task:``) -> task classes; a new kind of training adds one here."""
 
@@ -37,6 +39,8 @@ __all__ = [
     "SemanticTask",
     "StepLoss",
     "TASKS",
+    "VQAEvaluator",
+    "VQATask",
     "Task",
     "WeakTask",
     "all_reduce_",
