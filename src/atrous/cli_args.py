@@ -257,8 +257,9 @@ def _demo_parser(sub: Any, handlers: Handlers) -> None:
         default="semantic",
         help="which task's demo: semantic (DeepLabv3+, mIoU; the default), panoptic "
         "(Panoptic-DeepLab, PQ and Parsing Covering), personlab (keypoint and mask AP), "
-        "masklab (mask and box AP), parts (HAZN, part mIoU by object size) or words (a "
-        "deep structured model: character and word accuracy)",
+        "masklab (mask and box AP), parts (HAZN, part mIoU by object size), words (a "
+        "deep structured model: character and word accuracy) or vqa (ABC-CNN on shape "
+        "questions: accuracy per question type and attention IoU)",
     )
     p.add_argument(
         "--out", help="output folder (default: ./atrous-demo, ./atrous-demo-<task> for others)"

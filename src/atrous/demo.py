@@ -33,6 +33,7 @@ from .demo_tasks import (
     run_parts_demo,
     train_and_predict,
 )
+from .demo_vqa import run_vqa_demo, vqa_report
 from .evaluation import (
     comparison_grid,
     panoptic_table,
@@ -289,5 +290,6 @@ DEMOS: dict[str, Demo] = {
     "masklab": Demo(run_masklab_demo, _masklab_report, "atrous-demo-masklab"),
     "parts": Demo(run_parts_demo, _parts_report, "atrous-demo-parts"),
     "words": Demo(run_words_demo, words_report, "atrous-demo-words"),
+    "vqa": Demo(run_vqa_demo, vqa_report, "atrous-demo-vqa"),
 }
 """``atrous demo --task NAME``: each task's demo (a new task adds its own here)."""
