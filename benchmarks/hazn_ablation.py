@@ -52,7 +52,7 @@ RESULTS = HERE / "results"
 RUNS = HERE / "runs" / "hazn"
 DATA_SEED = 0
 """The demo's scenes (``atrous demo --task parts`` at its default seed), for every row."""
-HAZN_ONLY = ("model.target_size",)
+HAZN_ONLY = ("model.target_size", "model.detach_features")
 """Demo overrides only HAZN's builder takes, left out of the other trainings."""
 SCALES = "{scales: [1.0, 0.75, 0.5], merge: attention}"
 """Attention to scale as the paper (scales 1, 0.75, 0.5; extra supervision, aux_weight 1)."""

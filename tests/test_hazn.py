@@ -63,6 +63,20 @@ def test_training_outputs_part_logits_and_both_scale_maps_at_input_size() -> Non
         assert out[key]["confidence_logits"].shape == (2, 1, 37, 45)
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_scale_heads_send_no_gradient_into_the_backbone(detach: bool) -> None:
+    model = _small(detach_features=detach).train()
+    out = model(torch.randn(2, 3, 32, 32))
+    scale = sum(
+        v.square().mean() for key in ("object_scale", "part_scale") for v in out[key].values()
+    )
+    scale.backward()
+    backbone = [p.grad for p in model.fcn.backbone.parameters() if p.requires_grad]
+    reached = any(g is not None and g.abs().sum() > 0 for g in backbone)
+    assert reached != detach
+    assert model.object_head.conv.weight.grad.abs().sum() > 0  # the heads themselves still learn
+
+
 @pytest.mark.parametrize("size", [(33, 47), (50, 61)])
 def test_eval_zooms_proposed_regions_at_odd_sizes(size: tuple[int, int]) -> None:
     model = _small(min_confidence=0.0).eval()  # every pixel a candidate: regions for sure

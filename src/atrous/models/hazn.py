@@ -76,6 +76,7 @@ class HAZN(nn.Module):
         min_confidence: float = MIN_CONFIDENCE,
         nms_iou: float = NMS_IOU,
         max_regions: int = MAX_REGIONS,
+        detach_features: bool = False,
     ) -> None:
         super().__init__()
         if merge not in MERGES:
@@ -92,6 +93,7 @@ class HAZN(nn.Module):
             "max_zoom": float(max_zoom), "context": float(context), "merge": merge,
         }  # fmt: skip
         self.min_confidence, self.nms_iou, self.max_regions = min_confidence, nms_iou, max_regions
+        self.detach_features = detach_features
 
     @property
     def num_classes(self) -> int:
@@ -125,13 +127,14 @@ class HAZN(nn.Module):
         height, width = x.shape[-2], x.shape[-1]
         xp = self.fcn.pad(x)
         logits, features = self.fcn.forward_with_features(xp)
+        shared = features["out"].detach() if self.detach_features else features["out"]
         scales = {}
         for key, head in (("object_scale", self.object_head), ("part_scale", self.part_head)):
             scales[key] = {
                 name: F.interpolate(
                     value, size=xp.shape[-2:], mode="bilinear", align_corners=self.align_corners
                 )[..., :height, :width]
-                for name, value in head(features["out"]).items()
+                for name, value in head(shared).items()
             }
         return logits[..., :height, :width], scales
 
@@ -223,6 +226,7 @@ def hazn(
     min_confidence: float = MIN_CONFIDENCE,
     nms_iou: float = NMS_IOU,
     max_regions: int = MAX_REGIONS,
+    detach_features: bool = False,
     backbone_weights: str | None = None,
     align_corners: bool = False,
 ) -> HAZN:
@@ -234,7 +238,9 @@ def hazn(
     heads' hidden width. The zoom options are :func:`.auto_zoom.zoom_regions`' (target size,
     zoom bounds, context margin, merge), the region options :func:`.auto_zoom.propose_regions`'
     (``min_confidence``, ``nms_iou``, ``max_regions``); every default is chosen (see the
-    constants): the paper's values are unknown."""
+    constants): the paper's values are unknown. ``detach_features`` stops the scale losses'
+    gradients at the backbone (the paper shares it; from scratch the shared losses kept the
+    FCN from learning parts, docs/hazn.md)."""
     if num_classes is not None and num_classes != num_parts:
         raise ValueError(
             f"hazn's classes are its parts: num_classes {num_classes} != num_parts {num_parts}"
@@ -259,4 +265,5 @@ def hazn(
         fcn, channels=channels, zoom_objects=zoom_objects, zoom_parts=zoom_parts,
         target_size=target_size, min_zoom=min_zoom, max_zoom=max_zoom, context=context,
         merge=merge, min_confidence=min_confidence, nms_iou=nms_iou, max_regions=max_regions,
+        detach_features=detach_features,
     )  # fmt: skip
