@@ -43,6 +43,7 @@ from atrous.config import load_config
 from atrous.data import build_dataset, make_synthetic_parts
 from atrous.demo_tasks import PARTS_OVERRIDES
 from atrous.inference import Predictor
+from atrous.models.auto_zoom import _resize, _window, zoom_factor
 from atrous.models.hazn import target_regions
 from atrous.tasks.parts import PartsEvaluator
 from atrous.training import train
@@ -213,13 +214,31 @@ def _boxes(array: np.ndarray, objects, parts, scale: int) -> np.ndarray:
     return np.asarray(picture)
 
 
+def _zoomed(image: torch.Tensor, regions: torch.Tensor, model, side: int) -> np.ndarray:
+    """The first region's window as the FCN sees it once zoomed (context included, resampled
+    as :func:`~atrous.models.auto_zoom.zoom_regions` does), on a black ``side`` square."""
+    cell = np.zeros((side, side, 3), dtype=np.uint8)
+    if not len(regions):
+        return cell
+    zoom = model.zoom
+    height, width = image.shape[-2:]
+    bounds = {k: zoom[k] for k in ("target_size", "min_zoom", "max_zoom")}
+    factor = float(zoom_factor(regions[:1], **bounds)[0])
+    x1, y1, x2, y2 = _window(regions[0], zoom["context"], height, width)
+    size = (max(1, round(factor * (y2 - y1))), max(1, round(factor * (x2 - x1))))
+    crop = _resize(image[None].float(), [float(x1), float(y1), float(x2), float(y2)], size)
+    crop = crop[0].clamp(0, 255).byte().permute(1, 2, 0).numpy()[:side, :side]
+    cell[: crop.shape[0], : crop.shape[1]] = crop
+    return cell
+
+
 def pictures(
     seed: int = 0, count: int = 4, *, runs: Path = RUNS, path: Path = RESULTS / "hazn_zoom.png"
 ) -> Path:
     """For the ``count`` held-out scenes with the smallest objects: image with the proposed
     object (white) and part (yellow) regions | ground truth with its object and part boxes |
     parts before the zoom (the FCN) | after the object zoom | after object + part zoom, each
-    enlarged 2x, from the seed's HAZN."""
+    enlarged 2x | the first object region as the FCN sees it once zoomed, from the seed's HAZN."""
     data = make_data(runs)
     val_set = build_dataset("person_part", data, "val")
     predictor = Predictor.from_checkpoint(runs / f"hazn_seed{seed}" / "checkpoint.pt")
@@ -247,10 +266,55 @@ def pictures(
             _boxes(_colour(target[0].numpy(), palette), *target_regions(target), 2),
             *(_boxes(m, torch.zeros(0, 4), torch.zeros(0, 4), 2) for m in maps),
         ]
+        cells.append(_zoomed(image, out["object_regions"][0], model, cells[0].shape[0]))
         rows.append(np.concatenate(cells, axis=1))
     model.zoom_objects = model.zoom_parts = True
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
+
+
+ROW_NAMES = {
+    "fcn": "FCN, one scale (HAZN, zooms off)",
+    "fcn_plain": "FCN, one scale (plain DeepLab)",
+    "attention": "attention to scale (1, 0.75, 0.5)",
+    "object_zoom": "HAZN, object zoom",
+    "object_part_zoom": "HAZN, object + part zoom",
+    "gt_object_zoom": "object zoom, ground-truth boxes",
+    "gt_object_part_zoom": "object + part zoom, ground-truth boxes",
+}
+"""Row -> its name in the table, in the table's order."""
+BUCKETS = ("XS", "S", "M", "L")
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def table(path: Path = RESULTS / "hazn_ablation.jsonl") -> str:
+    """The rows as a markdown table (part mIoU, percent): overall and per size bucket, one line
+    per row and seed, then the mean over seeds in bold."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    head = ["row", "seed", "part mIoU", *(f"{b} objects" for b in BUCKETS), "s / image"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, name in ROW_NAMES.items():
+        mine = sorted((r for r in rows if r["row"] == key), key=lambda r: r["seed"])
+        for r in mine:
+            cells = [_cell(r["miou"]), *(_cell(r["miou_by_size"][b]) for b in BUCKETS)]
+            lines.append(
+                f"| {name} | {r['seed']} | " + " | ".join(cells) + f" | {r['eval_s_per_image']} |"
+            )
+        if len(mine) > 1:
+            values = [[r["miou"] for r in mine]] + [
+                [r["miou_by_size"][b] for r in mine] for b in BUCKETS
+            ]
+            cells = ["-" if None in v else f"**{100 * float(np.mean(v)):.2f}**" for v in values]
+            lines.append(f"| {name} | mean | " + " | ".join(cells) + " | |")
+    counts = rows[0]["objects_by_size"] if rows else {}
+    lines.append("")
+    lines.append(
+        "Held-out objects per bucket: " + ", ".join(f"{b} {counts.get(b)}" for b in BUCKETS)
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -258,7 +322,11 @@ def main() -> None:
     parser.add_argument("--training", choices=sorted(TRAININGS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pictures", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the results as markdown")
     args = parser.parse_args()
+    if args.table:
+        print(table())
+        return
     if args.pictures:
         print(pictures(args.seed))
         return
