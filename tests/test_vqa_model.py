@@ -97,7 +97,7 @@ def test_every_parameter_gets_a_gradient(use_attention: bool) -> None:
     loss.backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     if not use_attention:  # the kernel projection feeds the attention alone
-        assert dead == ["kernels.weight", "kernels.bias"]
+        assert dead == ["gain", "kernels.weight", "kernels.bias"]
     else:
         assert not dead
 

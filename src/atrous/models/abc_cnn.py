@@ -130,6 +130,7 @@ class ABCCNN(nn.Module):
         self.question = QuestionEncoder(vocab_size, embed_dim, hidden)
         # semantic -> visual space: one D x k x k kernel per question
         self.kernels = nn.Linear(hidden, self.dim * kernel_size**2)
+        self.gain = nn.Parameter(torch.ones(()))
         fused = hidden + self.dim * (2 if use_attention else 1)
         self.classifier = nn.Sequential(
             nn.Linear(fused, fusion), nn.ReLU(inplace=True), nn.Linear(fusion, num_answers)
@@ -155,8 +156,9 @@ class ABCCNN(nn.Module):
         k = self.kernel_size
         kernels = KERNEL_ACTIVATIONS[self.kernel_activation](self.kernels(q))
         kernels = kernels.reshape(len(q), self.dim, k, k)
-        # responses scaled by 1 / sqrt(D k k), so that the softmax starts near uniform (chosen)
-        return spatial_softmax(configurable_conv(f, kernels) / math.sqrt(self.dim * k * k))
+        # responses scaled by a learned gain, at first 1 / sqrt(D) (chosen): a softmax that
+        # starts broad but not flat, and can sharpen
+        return spatial_softmax(configurable_conv(f, kernels) * self.gain / math.sqrt(self.dim))
 
     def forward(self, images: Tensor, questions: Tensor) -> Tensor:
         f, q = self.features(images), self.question(questions)
