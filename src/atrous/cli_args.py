@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 Handlers = Mapping[str, Callable[[argparse.Namespace], Any]]
+MODEL_FILE = "an atrous checkpoint or an exported file (ONNX fp32/int8, TorchScript, pt2)"
 
 
 def _inference_args(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def _checkpoint_on_data_args(
     p: argparse.ArgumentParser, *, checkpoint_required: bool = True
 ) -> None:
     """A checkpoint and the dataset split to score it on (eval, crf-search)."""
-    p.add_argument("--checkpoint", required=checkpoint_required)
+    p.add_argument("--checkpoint", required=checkpoint_required, help=MODEL_FILE)
     p.add_argument("--data", required=True, help="dataset root (its official layout)")
     p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
     p.add_argument("--split", default="val", help="split name (default: val)")
@@ -100,8 +101,8 @@ def _search_parser(sub: Any, handlers: Handlers) -> None:
 def _eval_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint: per-class IoU table and mIoU",
-        description="Evaluate a checkpoint on a data folder; writes JSON.",
+        help="evaluate a checkpoint or exported file: per-class IoU table and mIoU",
+        description="Evaluate a checkpoint or exported file on a data folder; writes JSON.",
     )
     _checkpoint_on_data_args(p, checkpoint_required=False)
     p.add_argument(
@@ -147,7 +148,7 @@ def _predict_parser(sub: Any, handlers: Handlers) -> None:
         help="segment images: palette PNGs and colour overlays",
         description="Write <stem>.png (class ids) and <stem>_overlay.jpg per image.",
     )
-    p.add_argument("--checkpoint", help="an atrous checkpoint")
+    p.add_argument("--checkpoint", help=MODEL_FILE)
     p.add_argument(
         "--weights",
         help="published weights instead (atrous.models.list_weights(); downloaded once)",
@@ -168,16 +169,39 @@ def _predict_parser(sub: Any, handlers: Handlers) -> None:
 def _export_parser(sub: Any, handlers: Handlers) -> None:
     p = sub.add_parser(
         "export",
-        help="export a checkpoint to ONNX or TorchScript for deployment",
-        description="Export a checkpoint; the file carries classes, palette and normalization.",
+        help="export a checkpoint to ONNX (fp32 or int8), TorchScript or pt2 for deployment",
+        description="Export a checkpoint; the file carries classes, palette and normalization. "
+        "eval, predict and serve run every format.",
     )
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("--out", required=True, help="output file (.onnx or .pt)")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
+    p.add_argument("--out", required=True, help="output file (.onnx, .pt or .pt2)")
     p.add_argument("--height", type=int, default=513, help="traced input height")
     p.add_argument("--width", type=int, default=513, help="traced input width")
     p.add_argument("--dynamic", action="store_true", help="ONNX: any batch, height and width")
     p.add_argument("--with-argmax", action="store_true", help="ONNX: output class ids")
+    p.add_argument(
+        "--exporter",
+        choices=("dynamo", "legacy"),
+        help="ONNX: torch.onnx's dynamo exporter (default where onnxscript is installed) or "
+        "the TorchScript-based one",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="ONNX: static int8 quantization (ONNX Runtime, QDQ, per-channel weights), "
+        "calibrated on --calibration; dynamic sizes",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR_OR_SPLIT",
+        help="--int8's calibration images: a folder of images, or a split of --data",
+    )
+    p.add_argument("--data", help="dataset root for a --calibration split")
+    p.add_argument("--dataset", default="folder", help="dataset name (default: folder)")
+    p.add_argument(
+        "--calibration-images", type=int, default=64, metavar="N", help="images to calibrate on"
+    )
     p.set_defaults(func=handlers["export"])
 
 
@@ -237,8 +261,8 @@ def _serve_parser(sub: Any, handlers: Handlers) -> None:
         help="a web demo of a model (Gradio, extra atrous[serve])",
         description="Serve a checkpoint, published weights or an exported file in the browser.",
     )
-    p.add_argument("file", nargs="?", help="an exported .onnx / TorchScript file")
-    p.add_argument("--checkpoint", help="an atrous checkpoint")
+    p.add_argument("file", nargs="?", help="an exported file (ONNX, TorchScript, pt2)")
+    p.add_argument("--checkpoint", help=MODEL_FILE)
     p.add_argument("--weights", help="published weights (atrous.models.list_weights())")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     p.add_argument("--port", type=int, default=7860)
