@@ -44,8 +44,12 @@ def test_missing_or_foreign_files_are_one_clear_error(tmp_path: Path):
         load_predictor(str(tmp_path / "none.pt"))
     foreign = tmp_path / "foreign.pt"
     foreign.write_bytes(b"not a checkpoint")
-    with pytest.raises(AtrousError, match="not a readable checkpoint"):
+    with pytest.raises(AtrousError, match="foreign.pt is a text file, not a model"):
         load_predictor(str(foreign))
+    unknown = tmp_path / "unknown.pt"
+    unknown.write_bytes(bytes(range(7, 64)))  # no format's signature: the checkpoint reader's say
+    with pytest.raises(AtrousError, match="not a readable checkpoint"):
+        load_predictor(str(unknown))
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not onnx at all")
     with pytest.raises(AtrousError, match="not a readable ONNX file"):

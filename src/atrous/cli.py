@@ -56,7 +56,6 @@ def _eval(args: argparse.Namespace) -> None:
     )
     from .evaluation.checkpoints import check_eval_outputs
     from .evaluation.report import worst_images_line
-    from .loader import load
     from .metrics import write_json
 
     if args.panoptic:
@@ -67,7 +66,7 @@ def _eval(args: argparse.Namespace) -> None:
     refining = args.crf or args.domain_transform
     picture = out.with_name(f"{out.stem}_refinement.png") if refining else None
     check_eval_outputs(out, picture)  # before the checkpoint is read and the work starts
-    loaded = load(args.checkpoint, checkpoint_only=True)  # read once, for refiners and scoring
+    loaded = _load_model_file(args.checkpoint, args)  # read once, for refiners and scoring
     refiners = _refiners(args, loaded.state.get("config"))
     result, classes = evaluate_checkpoint(
         loaded,
@@ -146,15 +145,13 @@ def _crf_search(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .evaluation import chain
     from .inference import Predictor, find_images, plan_outputs, predict_to_files
-    from .loader import load, load_weights
+    from .loader import load_weights
 
     if bool(args.checkpoint) == bool(args.weights):
         raise ConfigError("atrous predict needs --checkpoint or --weights (one of them)")
     paths = find_images(args.inputs)
     plan_outputs(paths, args.out)  # no input or foreign file replaced: checked before loading
-    loaded = (
-        load_weights(args.weights) if args.weights else load(args.checkpoint, checkpoint_only=True)
-    )
+    loaded = load_weights(args.weights) if args.weights else _load_model_file(args.checkpoint, args)
     refine = chain(list(_refiners(args, loaded.state.get("config")).values()))
     predictor = Predictor.from_loaded(
         loaded, device=args.device, refine=refine, **_predictor_options(args)
@@ -177,24 +174,37 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_onnx, export_torchscript
-    from .loader import load_model
+    from .export import export_onnx, export_pt2, export_torchscript
+    from .loader import load
 
-    model, state = load_model(args.checkpoint)
+    if (args.int8 or args.calibration) and (args.format != "onnx" or args.with_argmax):
+        raise ConfigError("--int8 --calibration: int8 export is for --format onnx (logits)")
+    if args.int8 != bool(args.calibration):
+        raise ConfigError("--int8 and --calibration DIR_OR_SPLIT go together")
+    loaded = load(args.checkpoint, checkpoint_only=True)
+    model, state = loaded.model, loaded.state
     metadata = {key: state[key] for key in ("classes", "palette", "mean", "std", "model_spec")}
-    if args.format == "onnx":
+    size = {"height": args.height, "width": args.width}
+    if args.int8:
+        from .export.quantize import export_onnx_int8
+        from .inference import Predictor
+        from .inference.calibration import calibration_inputs
+
+        inputs = calibration_inputs(
+            args.calibration, Predictor.from_loaded(loaded), data=args.data,
+            dataset=args.dataset, limit=args.calibration_images,
+        )  # fmt: skip
+        export_onnx_int8(model, args.out, inputs, metadata=metadata, exporter=args.exporter, **size)
+    elif args.format == "onnx":
         export_onnx(
-            model,
-            args.out,
-            height=args.height,
-            width=args.width,
-            dynamic=args.dynamic,
-            with_argmax=args.with_argmax,
-            metadata=metadata,
-        )
+            model, args.out, dynamic=args.dynamic, with_argmax=args.with_argmax,
+            metadata=metadata, exporter=args.exporter, **size,
+        )  # fmt: skip
+    elif args.format == "pt2":
+        export_pt2(model, args.out, metadata=metadata, **size)
     else:
-        export_torchscript(model, args.out, metadata=metadata, height=args.height, width=args.width)
-    print(f"wrote {args.out} ({args.format})")
+        export_torchscript(model, args.out, metadata=metadata, **size)
+    print(f"wrote {args.out} ({args.format}{' int8' if args.int8 else ''})")
 
 
 def _convert_tf(args: argparse.Namespace) -> None:
@@ -271,6 +281,23 @@ def _refiners(args: argparse.Namespace, saved_config: Any = None) -> dict[str, A
         overrides=args.set,
         source=str(getattr(args, "checkpoint", None) or getattr(args, "weights", None)),
     )
+
+
+def _load_model_file(path: str, args: argparse.Namespace) -> Any:
+    """A checkpoint or exported file (ONNX fp32/int8, TorchScript, pt2) for eval / predict,
+    refusing the options an exported file cannot take."""
+    from .loader import load
+
+    try:
+        loaded = load(path)
+    except ImportError as err:  # an ONNX file without onnxruntime
+        raise ConfigError(f"{path}: {err}") from None
+    if loaded.is_exported and args.output_stride is not None:
+        raise ConfigError(
+            f"--output-stride: {path} is an exported file, fixed at the output stride it was "
+            "exported with; re-export the checkpoint after changing it, or drop the option"
+        )
+    return loaded
 
 
 def _predictor_options(args: argparse.Namespace) -> dict[str, object]:

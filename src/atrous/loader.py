@@ -1,5 +1,5 @@
-"""Loading what atrous writes: a checkpoint or an exported file (ONNX, TorchScript) -> the model
-with its classes, palette and normalization, ready for a :class:`~atrous.inference.Predictor`.
+"""Loading what atrous writes: a checkpoint or an exported file (ONNX, TorchScript, pt2) -> the
+model with its classes, palette and normalization, ready for a :class:`~atrous.inference.Predictor`.
 
 The one place that knows the file kinds, so that inference only runs models and evaluation only
 scores them; it sits below inference: ``Predictor.from_loaded`` (and ``from_checkpoint`` /
@@ -21,7 +21,8 @@ from .config import from_dict, resolve_task
 from .data.info import DatasetInfo
 from .data.palette import voc_colormap
 from .errors import CheckpointError
-from .export import is_torchscript, load_onnx, load_torchscript
+from .export import MODEL_KINDS, describe, file_kind, load_onnx, load_pt2, load_torchscript
+from .export.kinds import CHECKPOINT, ONNX, PT2, TORCHSCRIPT
 from .models import WEIGHTS, from_weights
 from .models.spec import ModelSpec
 
@@ -39,6 +40,13 @@ class Loaded:
     spec: ModelSpec | None = None
     state: dict[str, Any] = field(default_factory=dict, repr=False)
     task: str = "semantic"  # the recipe's task (atrous.tasks.TASKS); exported files: semantic
+    kind: str = "checkpoint"  # atrous.export.file_kind: checkpoint, onnx, torchscript, pt2
+
+    @property
+    def is_exported(self) -> bool:
+        """Whether the model is an exported file's (run as it is: no output stride change, no
+        fast path), not an eager model rebuilt from a checkpoint or weights."""
+        return self.kind != "checkpoint"
 
 
 def check_finite_weights(tensors: Iterable[tuple[str, Any]], path: str | Path) -> None:
@@ -75,22 +83,48 @@ def _info(meta: dict[str, Any], path: Path) -> DatasetInfo:
     )
 
 
-def load(path: str | Path, *, checkpoint_only: bool = False) -> Loaded:
-    """Read an atrous checkpoint, or (unless ``checkpoint_only``) an ``atrous export`` file:
-    ``.onnx`` runs through ONNX Runtime (extra ``atrous[export]``), a TorchScript archive
-    through ``torch.jit``."""
-    path = Path(path)
-    if not checkpoint_only and path.suffix == ".onnx":
-        model, meta = load_onnx(path)
-    elif not checkpoint_only and path.is_file() and is_torchscript(path):
+def _read_model(path: Path, kind: str) -> tuple[nn.Module, dict[str, Any]]:
+    if kind == ONNX:
+        return load_onnx(path)
+    if kind == TORCHSCRIPT:
         model, meta = load_torchscript(path)
         check_finite_weights(model.state_dict().items(), path)
-    else:
-        model, meta = load_model(path)
+        return model, meta
+    if kind == PT2:
+        model, meta = load_pt2(path)
+        check_finite_weights(model.program.state_dict.items(), path)
+        return model, meta
+    return load_model(path)  # a checkpoint, or a file nothing recognised: its reader says why
+
+
+def load(path: str | Path, *, checkpoint_only: bool = False) -> Loaded:
+    """Read an atrous checkpoint or an ``atrous export`` file, told apart by content
+    (:func:`~atrous.export.file_kind`): ONNX (fp32 or int8) runs through ONNX Runtime (extra
+    ``atrous[export]``), a TorchScript archive through ``torch.jit``, a pt2 program through
+    ``torch.export``. A file of another kind (an image, a text file, ...) is refused with what
+    it is; ``checkpoint_only`` refuses exported files too (for commands that need the eager
+    model: export, crf-search)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "not found"
+        raise CheckpointError(f"{path}: checkpoint {what} (give a checkpoint or exported file)")
+    kind = file_kind(path)
+    if kind and kind not in MODEL_KINDS:
+        raise CheckpointError(
+            f"{path} is {kind}, not a model: give an atrous checkpoint or a file from "
+            "`atrous export` (ONNX, TorchScript, pt2)"
+        )
+    if checkpoint_only and kind not in (CHECKPOINT, ""):
+        raise CheckpointError(
+            f"{path} is {describe(kind)}; this command needs the atrous checkpoint it was "
+            "exported from (eval, predict and serve run exported files)"
+        )
+    model, meta = _read_model(path, kind)
     spec = ModelSpec.from_dict(meta["model_spec"]) if "model_spec" in meta else None
     info = _info(meta, path)
     task = resolve_task(from_dict(meta["config"], str(path))) if meta.get("config") else "semantic"
-    return Loaded(model, info, tuple(meta["mean"]), tuple(meta["std"]), path, spec, meta, task)
+    mean, std = tuple(meta["mean"]), tuple(meta["std"])
+    return Loaded(model, info, mean, std, path, spec, meta, task, kind or CHECKPOINT)
 
 
 def load_weights(name: str) -> Loaded:

@@ -54,7 +54,7 @@ def load_predictor(source: str, *, device: str = "cpu") -> Predictor:
         loaded = load(path)
     except ImportError as err:  # an .onnx file without onnxruntime
         raise ConfigError(f"{path}: {err}") from None
-    fast = path.suffix != ".onnx" and loaded.spec is not None
+    fast = not loaded.is_exported and loaded.spec is not None  # exports run as they are
     return Predictor.from_loaded(loaded, device=device, fast=fast)
 
 

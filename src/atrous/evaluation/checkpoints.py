@@ -70,9 +70,7 @@ def checkpoint_and_data(
 ) -> tuple[Loaded, Predictor, Any]:
     """The loaded checkpoint, a predictor for it and the split to score it on, checked to
     agree on the number of classes."""
-    loaded = (
-        checkpoint if isinstance(checkpoint, Loaded) else load(checkpoint, checkpoint_only=True)
-    )
+    loaded = checkpoint if isinstance(checkpoint, Loaded) else load(checkpoint)
     predictor = Predictor.from_loaded(loaded, device=resolve_device(device), **predictor_options)
     classes = loaded.info.classes
     options = {"num_classes": len(classes)} if dataset in ("folder", "panoptic_folder") else {}

@@ -9,13 +9,13 @@ from ..errors import ConfigError
 
 
 def _is_atrous_export(path: Path) -> bool:
-    """An ONNX file with atrous metadata, or a TorchScript archive with ``metadata.json``."""
+    """An ONNX file with atrous metadata, or a TorchScript / pt2 archive with
+    ``metadata.json``."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-        return any(name.endswith("/code/") or "/code/" in name for name in names) and any(
-            name.endswith("extra/metadata.json") for name in names
-        )
+        program = any("/code/" in name or name.endswith("archive_format") for name in names)
+        return program and any(name.endswith("extra/metadata.json") for name in names)
     try:
         import onnx
 

@@ -1,12 +1,18 @@
 """ONNX export of a DeepLab model: normalized ``image`` [N,3,H,W] -> ``logits`` or ``labels``.
 
-Uses the TorchScript-based ("legacy") exporter, ``torch.onnx.export(..., dynamo=False)``: with
-``dynamic_axes`` it records the image-pooling branch (``adaptive_avg_pool2d`` to 1x1 becomes
-``GlobalAveragePool``) and every ``interpolate(size=x.shape[-2:])`` as ``Shape``-driven ``Resize``
-nodes, so one file runs at any height/width. The dynamo exporter (torch's default) needs
-``onnxscript`` and specialises sizes unless dynamic shapes are declared per dimension; the
-legacy path is the one checked by ``tests/export/test_export.py`` at sizes other than the
-traced one.
+Two exporters, one contract (the same input/output names, metadata and dynamic sizes):
+
+- ``"dynamo"`` (the default where ``onnxscript`` is installed): ``torch.onnx.export(...,
+  dynamo=True)`` on a ``torch.export`` program with symbolic batch/height/width (see
+  :mod:`.pt2` for what makes every size symbolic, image pooling included). Opset 18.
+  ``tests/export/test_export_dynamo.py`` checks it against eager at several sizes.
+- ``"legacy"``: the TorchScript-based exporter (``dynamo=False``), kept where the dynamo one
+  cannot be used: without ``onnxscript`` (the dynamo exporter's dependency, not ours), and for
+  opsets below 18 (the dynamo exporter writes opset 18+ and only converts down best-effort),
+  which older runtimes (TensorRT 8.x, ONNX Runtime < 1.14) need. With ``dynamic_axes`` it
+  records ``adaptive_avg_pool2d`` to 1x1 as ``GlobalAveragePool`` and every
+  ``interpolate(size=...)`` as ``Shape``-driven ``Resize`` nodes, so one file runs at any
+  height/width too.
 """
 
 from __future__ import annotations
@@ -60,8 +66,9 @@ def export_onnx(
     width: int = 513,
     dynamic: bool = False,
     with_argmax: bool = False,
-    opset: int = 17,
+    opset: int | None = None,
     metadata: Mapping[str, Any] | None = None,
+    exporter: str | None = None,
 ) -> Path:
     """Write ``model`` (exported in eval mode) to ``path`` as ONNX and return the path.
 
@@ -71,10 +78,17 @@ def export_onnx(
     ``1x3xheight x width``. ``metadata`` (str -> JSON-able, e.g. ``classes``, ``mean``, ``std``)
     is stored as ``metadata_props`` with JSON-string values, with ``atrous_export`` (``1``)
     marking the file as one a later export may replace; any other existing file at ``path`` is
-    refused (``ConfigError``).
+    refused (``ConfigError``). ``exporter`` is ``"dynamo"`` or ``"legacy"`` (see the module
+    docstring; default: dynamo where ``onnxscript`` is installed and ``opset`` is 18 or more,
+    else legacy); ``opset`` defaults to 18 (dynamo) or 17 (legacy).
     """
     check_exportable(model)
     import onnx  # optional dependency: pip install 'atrous[export]'
+
+    exporter = exporter or default_exporter(opset)
+    if exporter not in ("dynamo", "legacy"):
+        raise ValueError(f"exporter must be 'dynamo' or 'legacy', got {exporter!r}")
+    opset = opset or (18 if exporter == "dynamo" else 17)
 
     path = check_export_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,17 +107,20 @@ def export_onnx(
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # legacy-exporter deprecation / tracer warnings
-            torch.onnx.export(
-                net,
-                (example,),
-                str(path),
-                input_names=["image"],
-                output_names=[output],
-                opset_version=opset,
-                dynamic_axes=dynamic_axes,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+            if exporter == "dynamo":
+                _export_dynamo(net, path, example, output, opset, dynamic)
+            else:
+                torch.onnx.export(
+                    net,
+                    (example,),
+                    str(path),
+                    input_names=["image"],
+                    output_names=[output],
+                    opset_version=opset,
+                    dynamic_axes=dynamic_axes,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
     finally:
         model.train(was_training)
     props = _metadata_strings({"atrous_export": 1, **(metadata or {})})
@@ -112,6 +129,41 @@ def export_onnx(
         onnx.helper.set_model_props(proto, props)
         onnx.save(proto, str(path))
     return path
+
+
+def default_exporter(opset: int | None = None) -> str:
+    """``"dynamo"`` where it can run (``onnxscript`` importable, opset 18+), else ``"legacy"``."""
+    if opset is not None and opset < 18:
+        return "legacy"
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter's dependency)
+    except ImportError:
+        return "legacy"
+    return "dynamo"
+
+
+def _export_dynamo(
+    net: nn.Module, path: Path, example: Tensor, output: str, opset: int, dynamic: bool
+) -> None:
+    """``torch.onnx.export(dynamo=True)``: batch, height and width symbolic when ``dynamic``
+    (the same ``Dim`` ranges as the pt2 programs)."""
+    from .pt2 import dynamic_image_shapes
+
+    shapes = (dynamic_image_shapes()["x"],) if dynamic else None
+    if dynamic:  # an example batch of 1 would specialise the batch dimension
+        example = torch.cat([example, example])
+    program = torch.onnx.export(
+        net,
+        (example,),
+        None,
+        input_names=["image"],
+        output_names=[output],
+        opset_version=opset,
+        dynamic_shapes=shapes,
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(str(path))
 
 
 class OnnxModel(nn.Module):

@@ -51,7 +51,10 @@ def pad_to_exact(x: Tensor, stride: int, *, align_corners: bool = False) -> Tens
     h, w = x.shape[-2], x.shape[-1]
     pad_h = _pad_amount(h, stride, align_corners)
     pad_w = _pad_amount(w, stride, align_corners)
-    if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not (pad_h or pad_w):
+    # Traced, compiled and ``torch.export``-ed graphs always pad (maybe by 0): a Python ``if``
+    # on the size would bake the traced size into them (or, in torch.export, a guard).
+    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if not exporting and not torch.compiler.is_exporting() and not (pad_h or pad_w):
         return x
     return F.pad(x, (0, pad_w, 0, pad_h))
 
@@ -61,4 +64,10 @@ def crop_to(out: T, height: int, width: int) -> T:
     outputs (auxiliary heads)."""
     if isinstance(out, dict):
         return {key: crop_to(value, height, width) for key, value in out.items()}
+    if torch.compiler.is_exporting():
+        # torch.export: a slice view's contiguity depends on whether anything was padded, a
+        # guard that would fix the size; gathering the rows and columns copies instead.
+        rows = torch.arange(height, device=out.device)
+        cols = torch.arange(width, device=out.device)
+        return out.index_select(-2, rows).index_select(-1, cols)
     return out[..., :height, :width]

@@ -38,11 +38,12 @@ def _center_tap_only(conv: nn.Conv2d, x: Tensor, *, same_padded: bool = False) -
     """Whether every off-centre tap of this stride-1, zero-"same"-padded atrous depthwise conv
     reads only padding on ``x`` (rate >= the feature size, as ASPP's rates 12 and 18 are on the
     10x10 features of a 160 crop at OS16): the conv is then exactly its centre tap. Not while
-    tracing: an exported graph must hold at every size."""
+    tracing or in ``torch.export``: an exported graph must hold at every size."""
     (kh, kw), (dh, dw) = conv.kernel_size, conv.dilation
     padding = ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
     return (
         not torch.jit.is_tracing()
+        and not torch.compiler.is_exporting()
         and _is_depthwise(conv)
         and conv.stride == (1, 1)
         and kh % 2 == 1
