@@ -177,16 +177,16 @@ def _export(args: argparse.Namespace) -> None:
     from .export import export_onnx, export_pt2, export_torchscript
     from .loader import load
 
-    if (args.int8 or args.calibration) and (args.format != "onnx" or args.with_argmax):
-        raise ConfigError("--int8 --calibration: int8 export is for --format onnx (logits)")
+    if args.int8 and (args.format == "torchscript" or args.with_argmax):
+        raise ConfigError("--int8: int8 export is for --format onnx (logits) or pt2 (PT2E)")
     if args.int8 != bool(args.calibration):
         raise ConfigError("--int8 and --calibration DIR_OR_SPLIT go together")
     loaded = load(args.checkpoint, checkpoint_only=True)
     model, state = loaded.model, loaded.state
     metadata = {key: state[key] for key in ("classes", "palette", "mean", "std", "model_spec")}
     size = {"height": args.height, "width": args.width}
+    inputs = None
     if args.int8:
-        from .export.quantize import export_onnx_int8
         from .inference import Predictor
         from .inference.calibration import calibration_inputs
 
@@ -194,6 +194,9 @@ def _export(args: argparse.Namespace) -> None:
             args.calibration, Predictor.from_loaded(loaded), data=args.data,
             dataset=args.dataset, limit=args.calibration_images,
         )  # fmt: skip
+    if args.int8 and args.format == "onnx":
+        from .export.quantize import export_onnx_int8
+
         export_onnx_int8(model, args.out, inputs, metadata=metadata, exporter=args.exporter, **size)
     elif args.format == "onnx":
         export_onnx(
@@ -201,7 +204,7 @@ def _export(args: argparse.Namespace) -> None:
             metadata=metadata, exporter=args.exporter, **size,
         )  # fmt: skip
     elif args.format == "pt2":
-        export_pt2(model, args.out, metadata=metadata, **size)
+        export_pt2(model, args.out, metadata=metadata, calibration=inputs, **size)
     else:
         export_torchscript(model, args.out, metadata=metadata, **size)
     print(f"wrote {args.out} ({args.format}{' int8' if args.int8 else ''})")

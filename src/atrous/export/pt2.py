@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,15 +106,25 @@ def export_pt2(
     width: int = 65,
     check_sizes: Sequence[tuple[int, int]] = ((97, 81), (50, 77)),
     atol: float = 1e-3,
+    calibration: Iterable[Tensor] | None = None,
 ) -> Path:
     """Export ``model`` with :func:`export_program` at ``height x width``, check it against
     eager mode at ``check_sizes``, and save it to ``path`` with ``metadata`` (str -> JSON-able)
-    as ``metadata.json``. Read it back with :func:`load_pt2`."""
+    as ``metadata.json``. Read it back with :func:`load_pt2`. With ``calibration`` (normalized
+    images) the program is PT2E int8 instead (:func:`~.quantize.quantize_pt2e`; no parity
+    check: int8 differs from eager by design)."""
     path = check_export_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    program = export_program(model, height=height, width=width)
-    check_parity(model, program.module(), check_sizes, atol=atol, what="the pt2 program")
-    extra = {METADATA_FILE: json.dumps(dict(metadata or {}))}
+    metadata = dict(metadata or {})
+    if calibration is None:
+        program = export_program(model, height=height, width=width)
+        check_parity(model, program.module(), check_sizes, atol=atol, what="the pt2 program")
+    else:
+        from .quantize import quantize_pt2e
+
+        program, count = quantize_pt2e(model, calibration, height=height, width=width)
+        metadata["int8"] = {"calibration_images": count, "method": "pt2e-x86-inductor"}
+    extra = {METADATA_FILE: json.dumps(metadata)}
     torch.export.save(program, str(path), extra_files=extra)
     return path
 

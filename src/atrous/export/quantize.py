@@ -70,7 +70,7 @@ def quantize_onnx(
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # Folds constants and infers the (symbolic) shapes the quantizer needs.
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         staged = Path(tmp) / "int8.onnx"
         q.quantize_static(
             str(prepared),
@@ -121,3 +121,41 @@ def export_onnx_int8(
             metadata=metadata, exporter=exporter,
         )  # fmt: skip
         return quantize_onnx(fp32, out, inputs, method=method)
+
+
+def quantize_pt2e(
+    model: Any, inputs: Iterable[Tensor], *, height: int = 65, width: int = 65
+) -> tuple[Any, int]:
+    """``model`` as a PT2E int8 ``torch.export`` program: exported with dynamic sizes
+    (:func:`~.pt2.export_program`), annotated by torchao's ``X86InductorQuantizer`` (static,
+    per-channel int8 weights, uint8 activations; the recipe its oneDNN int8 kernels fuse),
+    calibrated on ``inputs`` (normalized images) and converted, then exported again with
+    dynamic sizes; returns the program and the number of calibration images. Eager calls run
+    the reference (quantize/dequantize) graph; the int8 kernels come with ``torch.compile``
+    (``Predictor(..., compile=True)``). Needs ``torchao`` (extra ``atrous[export]``):
+    ``torch.ao.quantization``'s PT2E is no longer in this torch (2.14)."""
+    import torch
+
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError as err:
+        raise ImportError("PT2E int8 needs torchao: pip install 'atrous[export]'") from err
+    from .pt2 import dynamic_image_shapes, export_program
+
+    program = export_program(model, height=height, width=width)
+    quantizer = x86.X86InductorQuantizer().set_global(
+        x86.get_default_x86_inductor_quantization_config()
+    )
+    prepared = prepare_pt2e(program.module(), quantizer)
+    count = 0
+    with torch.no_grad():
+        for image in inputs:
+            prepared(image[None] if image.ndim == 3 else image)
+            count += 1
+    if count == 0:
+        raise ConfigError("int8 calibration got no images; give a folder or split with some")
+    converted = convert_pt2e(prepared)
+    example = torch.zeros(2, 3, height, width)
+    shapes = (dynamic_image_shapes()["x"],)
+    return torch.export.export(converted, (example,), dynamic_shapes=shapes), count
