@@ -189,8 +189,8 @@ def _export_parser(sub: Any, handlers: Handlers) -> None:
     p.add_argument(
         "--int8",
         action="store_true",
-        help="ONNX: static int8 quantization (ONNX Runtime, QDQ, per-channel weights), "
-        "calibrated on --calibration; dynamic sizes",
+        help="int8, calibrated on --calibration: ONNX Runtime static quantization (QDQ, "
+        "per-channel weights) for onnx, PT2E (torchao's x86 quantizer) for pt2",
     )
     p.add_argument(
         "--calibration",
