@@ -132,7 +132,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
 def _demo_checkpoint(demo: Path) -> Path:
     checkpoint = demo / "checkpoint.pt"
-    if not checkpoint.is_file():
+    if not (demo / "predictions.png").is_file():  # written last: the demo finished
         from atrous.demo import run_demo
 
         run_demo(demo, progress=False, device="cpu")
