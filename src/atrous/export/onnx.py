@@ -147,7 +147,7 @@ def _export_dynamo(
 ) -> None:
     """``torch.onnx.export(dynamo=True)``: batch, height and width symbolic when ``dynamic``
     (the same ``Dim`` ranges as the pt2 programs)."""
-    from .pt2 import dynamic_image_shapes
+    from ._program import dynamic_image_shapes
 
     shapes = (dynamic_image_shapes()["x"],) if dynamic else None
     if dynamic:  # an example batch of 1 would specialise the batch dimension

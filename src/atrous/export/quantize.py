@@ -141,7 +141,7 @@ def quantize_pt2e(
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError as err:
         raise ImportError("PT2E int8 needs torchao: pip install 'atrous[export]'") from err
-    from .pt2 import dynamic_image_shapes, export_program
+    from ._program import dynamic_image_shapes, export_program
 
     program = export_program(model, height=height, width=width)
     quantizer = x86.X86InductorQuantizer().set_global(
