@@ -192,9 +192,10 @@ class Predictor:
     def from_file(
         cls, path: str | Path, *, device: str | torch.device = "cpu", **options: Any
     ) -> Predictor:
-        """A predictor for an ``atrous export`` file (ONNX, run by ONNX Runtime, extra
-        ``atrous[export]``; or TorchScript) with the normalization, classes and palette of its
-        metadata; an atrous checkpoint works too."""
+        """A predictor for an ``atrous export`` file (ONNX fp32 or int8, run by ONNX Runtime,
+        extra ``atrous[export]``; TorchScript; a pt2 ``torch.export`` program, fp32 or PT2E int8,
+        whose int8 kernels need ``compile=True``) with the normalization, classes and palette
+        of its metadata; an atrous checkpoint works too. The kind is read from the content."""
         return cls.from_loaded(load(path), device=device, **options)
 
     @classmethod
