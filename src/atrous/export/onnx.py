@@ -5,13 +5,14 @@ Two exporters, one contract (the same input/output names, metadata and dynamic s
 - ``"dynamo"`` (the default where ``onnxscript`` is installed): ``torch.onnx.export(...,
   dynamo=True)`` on a ``torch.export`` program with symbolic batch/height/width (see
   :mod:`.pt2` for what makes every size symbolic, image pooling included). Opset 18.
-  ``tests/export/test_export_dynamo.py`` checks it against eager at several sizes.
+  ``tests/export/test_deploy_exports.py`` checks it against eager at several sizes.
 - ``"legacy"``: the TorchScript-based exporter (``dynamo=False``), kept where the dynamo one
-  cannot be used: without ``onnxscript`` (the dynamo exporter's dependency, not ours), and for
+  cannot be used: without ``onnxscript`` (the dynamo exporter's dependency, not ours); for
   opsets below 18 (the dynamo exporter writes opset 18+ and only converts down best-effort),
-  which older runtimes (TensorRT 8.x, ONNX Runtime < 1.14) need. With ``dynamic_axes`` it
-  records ``adaptive_avg_pool2d`` to 1x1 as ``GlobalAveragePool`` and every
-  ``interpolate(size=...)`` as ``Shape``-driven ``Resize`` nodes, so one file runs at any
+  which older runtimes (TensorRT 8.x, ONNX Runtime < 1.14) need; and, by default, for models
+  the dynamo exporter cannot convert (scale attention: Python ``round`` on symbolic sizes).
+  With ``dynamic_axes`` it records ``adaptive_avg_pool2d`` to 1x1 as ``GlobalAveragePool`` and
+  every ``interpolate(size=...)`` as ``Shape``-driven ``Resize`` nodes, so one file runs at any
   height/width too.
 """
 
@@ -80,15 +81,15 @@ def export_onnx(
     marking the file as one a later export may replace; any other existing file at ``path`` is
     refused (``ConfigError``). ``exporter`` is ``"dynamo"`` or ``"legacy"`` (see the module
     docstring; default: dynamo where ``onnxscript`` is installed and ``opset`` is 18 or more,
-    else legacy); ``opset`` defaults to 18 (dynamo) or 17 (legacy).
+    falling back to legacy for a model dynamo cannot convert, else legacy); ``opset`` defaults
+    to 18 (dynamo) or 17 (legacy).
     """
     check_exportable(model)
     import onnx  # optional dependency: pip install 'atrous[export]'
 
-    exporter = exporter or default_exporter(opset)
-    if exporter not in ("dynamo", "legacy"):
-        raise ValueError(f"exporter must be 'dynamo' or 'legacy', got {exporter!r}")
-    opset = opset or (18 if exporter == "dynamo" else 17)
+    chosen = exporter or default_exporter(opset)
+    if chosen not in ("dynamo", "legacy"):
+        raise ValueError(f"exporter must be 'dynamo' or 'legacy', got {chosen!r}")
 
     path = check_export_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,16 +108,25 @@ def export_onnx(
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # legacy-exporter deprecation / tracer warnings
-            if exporter == "dynamo":
-                _export_dynamo(net, path, example, output, opset, dynamic)
-            else:
+            if chosen == "dynamo":
+                try:
+                    _export_dynamo(net, path, example, output, opset or 18, dynamic)
+                except Exception:
+                    # Legacy fallback, only when no exporter was asked for: the dynamo exporter
+                    # cannot translate the Python size arithmetic some wrappers do on symbolic
+                    # sizes (scale attention's round(size * scale)); the tracer records it as
+                    # tensor ops. An explicit exporter="dynamo" raises instead.
+                    if exporter == "dynamo":
+                        raise
+                    chosen = "legacy"
+            if chosen == "legacy":
                 torch.onnx.export(
                     net,
                     (example,),
                     str(path),
                     input_names=["image"],
                     output_names=[output],
-                    opset_version=opset,
+                    opset_version=opset or 17,
                     dynamic_axes=dynamic_axes,
                     do_constant_folding=True,
                     dynamo=False,
