@@ -16,6 +16,7 @@ from torch import nn
 
 from atrous.errors import AtrousError
 from atrous.export import export_onnx, export_torchscript, load_torchscript
+from atrous.export._program import export_program
 from atrous.models import BACKBONES, DECODERS, MODELS, ModelSpec, build_model
 from atrous.models.spec import WRAPPERS
 from atrous.models.wrappers import WrappedModel
@@ -274,6 +275,18 @@ def test_onnx_and_torchscript_match_eager(name: str, tmp_path: Path) -> None:
         assert np.abs(scripted - eager).max() < tolerance, "TorchScript"
 
 
+@pytest.mark.parametrize("name", sorted(EXPORTABLE))
+def test_pt2_matches_eager(name: str) -> None:
+    model = _randomize_bn(EXPORTABLE[name]()).eval()
+    program = export_program(model, height=65, width=65).module()
+    for size in (EXPORT_SIZE, OTHER_SIZE, (50, 77)):
+        x = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            eager = model(x)
+            tolerance = 1e-3 * max(1.0, float(eager.abs().max()) / 100)
+            assert (program(x) - eager).abs().max().item() < tolerance
+
+
 @pytest.mark.parametrize(
     "wrapper", [*UNEXPORTABLE, "panoptic_deeplab", "personlab", "masklab", "hazn"]
 )
@@ -283,6 +296,8 @@ def test_wrappers_refuse_export_clearly(wrapper: str, tmp_path: Path) -> None:
         export_onnx(model, tmp_path / "m.onnx", height=33, width=33)
     with pytest.raises(AtrousError, match="cannot be exported"):
         export_torchscript(model, tmp_path / "m.pt")
+    with pytest.raises(AtrousError, match="cannot be exported"):
+        export_program(model)
 
 
 @pytest.mark.parametrize("name", sorted(DENSE))

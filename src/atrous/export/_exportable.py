@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import AtrousError
+from ..models.hazn import HAZN
 from ..models.wrappers.crf_as_rnn import DenseCRF
 from ..models.wrappers.domain_transform import DomainTransform
 
@@ -31,10 +32,16 @@ def check_exportable(model: nn.Module) -> None:
             "MaskLab models cannot be exported yet: detection (RPN, NMS) and per-box masks "
             "have data-dependent shapes; deploy them with atrous.Predictor"
         )
+    if isinstance(model, HAZN):  # its forward refuses tracing; torch.export must not get that far
+        raise AtrousError(
+            "HAZN models cannot be exported yet: their regions and zooms have data-dependent "
+            "shapes; deploy them with atrous.Predictor, or export model.fcn, the FCN without "
+            "the zoom"
+        )
     for module in model.modules():
         if isinstance(module, (DomainTransform, DenseCRF)):
             name = "a domain transform" if isinstance(module, DomainTransform) else "a dense CRF"
             raise AtrousError(
-                f"models with {name} layer cannot be exported to ONNX or TorchScript (it does "
+                f"models with {name} layer cannot be exported to ONNX, TorchScript or pt2 (it does "
                 "not trace); deploy them with atrous.Predictor"
             )

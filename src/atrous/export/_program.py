@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import AtrousError
 from ._exportable import check_exportable
 
 # The symbolic height/width range a program accepts. At least 33: below, an OS16/OS32 network's
@@ -50,7 +51,19 @@ def export_program(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch.export.export(
-                model, (example,), dynamic_shapes=dynamic_image_shapes(_input_name(model))
+                model,
+                (example,),
+                dynamic_shapes=dynamic_image_shapes(_input_name(model)),
+                # A condition on a size (a decoder's skip fits the upsampled map, Auto-DeepLab's
+                # cells line up) becomes an assert in the program instead of a guard that pins
+                # the size: the program runs at every size where the eager model runs.
+                prefer_deferred_runtime_asserts_over_guards=True,
             )
+    except Exception as err:  # torch.export raises many kinds (guards, unsupported ops)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AtrousError(
+            f"{type(model).__name__} does not export as a torch.export program with dynamic "
+            f"sizes ({first}); export it as --format onnx or torchscript instead"
+        ) from err
     finally:
         model.train(was_training)
