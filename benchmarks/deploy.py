@@ -81,7 +81,14 @@ def _runners(model: nn.Module, x: torch.Tensor, work: Path, threads: int) -> dic
         runners["PT2E int8"] = torch.compile(program.module())
     except ImportError as err:
         print(f"  no PT2E row: {err}")
+    except ValueError as err:  # torchao's quantizer fails on some graphs: say so, time the rest
+        print(f"  no PT2E row: quantize_pt2e failed: {err}")
+        FAILED.append({"runtime": "PT2E int8", "error": f"{type(err).__name__}: {err}"})
     return runners
+
+
+FAILED: list[dict[str, str]] = []
+"""Runtimes that could not be built for a model (and why), reported with the rows."""
 
 
 def _time(run: Callable, x: torch.Tensor) -> float:
@@ -123,6 +130,10 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.repeats):  # interleaved
                 for key, run in runners.items():
                     times[key].append(_time(run, x))
+        for failure in FAILED:
+            rows.append({"model": name, **failure})
+            print(rows[-1], flush=True)
+        FAILED.clear()
         base = statistics.median(times["torchvision eager"])
         for key, values in times.items():
             median = statistics.median(values)
@@ -223,6 +234,9 @@ def render(results: dict[str, Any]) -> str:
             "|---|---|---|---|",
         ]
         for row in results["speed"]["rows"]:
+            if "error" in row:
+                lines.append(f"| {row['model']} | {row['runtime']} | failed: {row['error']} | |")
+                continue
             lines.append(f"| {row['model']} | {row['runtime']} | {row['seconds']} | "
                          f"{row['speedup_vs_torchvision']}x |")  # fmt: skip
         lines.append("")
