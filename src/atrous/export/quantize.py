@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import AtrousError, ConfigError
 from ._target import check_export_target
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -147,7 +147,13 @@ def quantize_pt2e(
     quantizer = x86.X86InductorQuantizer().set_global(
         x86.get_default_x86_inductor_quantization_config()
     )
-    prepared = prepare_pt2e(program.module(), quantizer)
+    try:
+        prepared = prepare_pt2e(program.module(), quantizer)
+    except ValueError as err:  # e.g. ResNet-50's conv + add + ReLU (benchmarks/results/deploy.md)
+        raise AtrousError(
+            f"PT2E int8: torchao's X86InductorQuantizer cannot annotate this model's graph "
+            f"({err}); export int8 ONNX instead (atrous export --format onnx --int8)"
+        ) from err
     count = 0
     with torch.no_grad():
         for image in inputs:
