@@ -2,21 +2,26 @@
 (:mod:`atrous.data.synthetic_qa`): does question-guided attention by configurable
 convolution answer better, and does its attention fall on the object the question is about?
 
-Every row has the same budget: the demo's data (3,000 training scenes from the row's seed,
-300 held-out scenes from seed + 1000), model (MobileNetV2 width 0.5 at OS8, 64-channel
-features with two coordinate channels, LSTM question encoder, 256-unit classifier), Adam 1e-3,
-batch 32 and steps (:data:`atrous.demo_vqa.STEPS`). ``attention``: ABC-CNN as built
-(attention-weighted features + pooled features + question); ``no_attention``: the classifier
-sees the pooled features and the question alone (``use_attention=False``). Attention IoU:
-:func:`atrous.metrics.vqa.attention_iou` against each question's object mask (count
-questions: the union of the counted shapes; "zero" answers left out). A uniform map scores
-about k / (2 HW - k) (0.02 to 0.1 for these objects).
+Every row has the demo's budget and data (:mod:`atrous.demo_vqa`: 3,000 training scenes from
+the seed, 300 held-out scenes from seed + 1000). Per seed, the features are pretrained once
+(:func:`~atrous.demo_vqa.pretrain_features`: DeepLabv3, MobileNetV2 width 0.5 at OS8,
+segmenting the training scenes into shape-and-colour classes; FEATURE_STEPS batches) and every
+variant trains on them, frozen, for STEPS batches (Adam 1e-3, batch 32):
 
-Run by hand, pinned to one core (about 6 minutes a row, 25 in all):
-    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/abc_cnn_ablation.py --seeds 0 1
+- ``attention``: ABC-CNN as built (attention-weighted features + pooled features + question);
+- ``no_attention``: the classifier sees the pooled features and the question alone;
+- ``no_coordinates``: ABC-CNN without the two coordinate channels (ours, not the paper's).
+
+Attention IoU: :func:`atrous.metrics.vqa.attention_iou` against each question's object mask
+(count questions: the union of the counted shapes; "zero" answers left out). A uniform map
+scores about k / (2 HW - k) (0.02 to 0.1 for these objects).
+
+Run by hand, pinned to one core (about 7 minutes a seed, features included):
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/abc_cnn_ablation.py --seeds 0 1 2
     python benchmarks/abc_cnn_ablation.py --table
 Each row appends a line to benchmarks/results/abc_cnn_ablation.jsonl; --table writes
-benchmarks/results/abc_cnn.md from it.
+benchmarks/results/abc_cnn.md from it. Rows without a "features" key are an earlier setup:
+ABC-CNN trained end to end from scratch, 1000 steps, no pretraining.
 """
 
 from __future__ import annotations
@@ -33,26 +38,50 @@ import torch
 from atrous.data.synthetic_qa import QUESTION_TYPES, make_shape_qa
 from atrous.demo_vqa import (
     BATCH,
+    FEATURE_STEPS,
     LR,
     NUM_TRAIN,
     NUM_VAL,
     STEPS,
     VAL_SEED_OFFSET,
     evaluate_vqa,
+    feature_miou,
+    pretrain_features,
     train_vqa,
 )
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "abc_cnn_ablation.jsonl"
-VARIANTS = {"attention": True, "no_attention": False}
+VARIANTS = {
+    "attention": {"use_attention": True},
+    "no_attention": {"use_attention": False},
+    "no_coordinates": {"use_attention": True, "model_options": {"coordinates": False}},
+}
 
 
-def run_row(variant: str, seed: int, steps: int) -> dict:
+def run_seed(seed: int, variants: list[str], steps: int, feature_steps: int) -> None:
     train_set = make_shape_qa(NUM_TRAIN, seed=seed)
     val_set = make_shape_qa(NUM_VAL, seed=seed + VAL_SEED_OFFSET)
     start = time.perf_counter()
+    features, _ = pretrain_features(train_set, steps=feature_steps, seed=seed, device="cpu")
+    feature_seconds = time.perf_counter() - start
+    miou = feature_miou(features, val_set)
+    print(f"seed {seed}: features mIoU {100 * miou:.1f} in {feature_seconds:.0f} s", flush=True)
+    for variant in variants:
+        row = run_row(variant, seed, steps, train_set, val_set, features.backbone)
+        row.update(features="segmentation, frozen", feature_steps=feature_steps,
+                   feature_miou=miou, feature_seconds=round(feature_seconds, 1))  # fmt: skip
+        with ROWS.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(variant, seed, f"accuracy {100 * row['accuracy']:.1f}",
+              f"attention IoU {100 * row.get('attention_iou', float('nan')):.1f}",
+              f"{row['train_seconds']} s", flush=True)  # fmt: skip
+
+
+def run_row(variant: str, seed: int, steps: int, train_set, val_set, backbone) -> dict:
+    start = time.perf_counter()
     model, task, losses = train_vqa(
-        train_set, use_attention=VARIANTS[variant], steps=steps, seed=seed, device="cpu"
+        train_set, **VARIANTS[variant], backbone=backbone, steps=steps, seed=seed, device="cpu"
     )
     seconds = time.perf_counter() - start
     metrics = evaluate_vqa(model, task, val_set)
@@ -76,11 +105,20 @@ def run_row(variant: str, seed: int, steps: int) -> dict:
 
 HEADER = """# ABC-CNN: question-guided attention vs none, on the shape-QA set
 
-`benchmarks/abc_cnn_ablation.py` (its docstring; what the numbers say: docs/vqa.md). Same
-data, model, Adam 1e-3, batch 32 and {steps} steps per row; single-threaded on one core.
-Cells: mean (seed 0, seed 1), percent. Attention IoU: the attention map's top-k pixels
-(k = the object mask's area) against the mask of the object the question is about; a
-uniform map scores 2-10 %.
+`benchmarks/abc_cnn_ablation.py` (its docstring; what the numbers say: docs/vqa.md). Per
+seed the features are pretrained once ({feature_steps} steps of segmentation, held-out mIoU
+{miou}) and every row trains on them, frozen: same data, Adam 1e-3, batch 32 and {steps}
+steps per row; single-threaded on one core. Cells: mean (one value per seed: {seeds}),
+percent. Attention IoU: the attention map's top-k pixels (k = the object mask's area)
+against the mask of the object the question is about; a uniform map scores 2-10 %.
+"""
+
+SCRATCH = """
+## Earlier setup: end to end from scratch
+
+No pretraining: the whole ABC-CNN (MobileNetV2 width 0.5 included) trained from scratch,
+1000 steps, Adam 1e-3, batch 32. Neither variant learns to see the shapes (object questions
+at chance, a third), and the attention stays about uniform. Attention seed 1 was not run.
 """
 
 
@@ -92,10 +130,22 @@ def _cell(rows: list[dict], get) -> str:
 
 def table() -> str:
     rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
+    pretrained = [r for r in rows if "features" in r]
+    seeds = sorted({r["seed"] for r in pretrained})
+    mious = {r["seed"]: 100 * r["feature_miou"] for r in pretrained}
+    header = HEADER.format(
+        steps=pretrained[-1]["steps"], feature_steps=pretrained[-1]["feature_steps"],
+        miou=", ".join(f"{mious[s]:.1f}" for s in seeds), seeds=", ".join(map(str, seeds)),
+    )  # fmt: skip
+    scratch = [r for r in rows if "features" not in r]
+    return _rows(pretrained, header) + SCRATCH + "\n" + _rows(scratch, "").lstrip("\n")
+
+
+def _rows(rows: list[dict], header: str) -> str:
     latest: dict[tuple[str, int], dict] = {}
     for row in rows:  # a rerun replaces its earlier row
         latest[(row["variant"], row["seed"])] = row
-    out = [HEADER.format(steps=rows[-1]["steps"])]
+    out = [header]
     out.append("| model | accuracy | " + " | ".join(QUESTION_TYPES) + " | attention IoU | "
                "IoU per type (" + ", ".join(QUESTION_TYPES) + ") | train s |")  # fmt: skip
     out.append("|---" * (len(QUESTION_TYPES) + 5) + "|")
@@ -122,6 +172,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--feature-steps", type=int, default=FEATURE_STEPS)
     parser.add_argument("--table", action="store_true", help="write abc_cnn.md from the rows")
     args = parser.parse_args()
     if args.table:
@@ -129,13 +180,7 @@ def main() -> None:
         print(table())
         return
     for seed in args.seeds:
-        for variant in args.variants:
-            row = run_row(variant, seed, args.steps)
-            with ROWS.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(variant, seed, f"accuracy {100 * row['accuracy']:.1f}",
-                  f"attention IoU {100 * row.get('attention_iou', float('nan')):.1f}",
-                  f"{row['train_seconds']} s", flush=True)  # fmt: skip
+        run_seed(seed, args.variants, args.steps, args.feature_steps)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy import ndimage
 
 from atrous.data import DATASETS, build_dataset, make_shape_qa, question_type
-from atrous.data.synthetic_qa import COUNTS, QA_COLOURS
+from atrous.data.synthetic_qa import COUNTS, QA_COLOURS, SEGMENTATION_CLASSES
 from atrous.errors import DataError
 
 
@@ -171,3 +172,23 @@ def test_shape_qa_answers_agree_with_the_masks() -> None:
             assert where == t["answer"], t["question"]
     again = make_shape_qa(60, seed=3)
     assert again.questions == data.questions and (again.images == data.images).all()
+
+
+def test_shape_qa_segmentation_labels_name_each_objects_shape_and_colour() -> None:
+    data = make_shape_qa(40, seed=4)
+    labels = data.segmentation_labels()
+    assert labels.shape == (40, 64, 64) and labels.dtype == torch.int64
+    checked = 0
+    for index in range(len(data)):
+        image, t = data[index]
+        if t["type"] not in ("object", "colour"):
+            continue
+        mask = t["mask"].numpy()
+        colour = _colour_of(image.permute(1, 2, 0).numpy(), mask)  # read from the picture
+        name = f"{colour} {_shape_of(mask)}"
+        values = labels[t["image_id"]][t["mask"]].unique().tolist()
+        assert values == [SEGMENTATION_CLASSES.index(name)], (t["question"], values)
+        checked += 1
+    assert checked > 40
+    areas = [sum(int(o.mask.sum()) for o in objects) for objects in data.objects]
+    assert (labels > 0).sum(dim=(1, 2)).tolist() == areas  # the rest is background

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from atrous.data import make_shape_qa
 from atrous.demo import DEMOS
-from atrous.demo_vqa import run_vqa_demo, train_vqa, vqa_report
+from atrous.demo_vqa import pretrain_features, run_vqa_demo, train_vqa, vqa_report
 from atrous.errors import ConfigError, DataError
 from atrous.tasks import TASKS, VQATask
 from atrous.tasks.vqa import UNANSWERABLE, AnswerSet, Vocabulary, tokenize
@@ -108,6 +108,22 @@ def test_training_lowers_the_loss_and_the_vocabulary_is_saved(tmp_path: Path) ->
         VQATask.load(tmp_path / "bad.json")
 
 
+def test_frozen_pretrained_features_stay_as_given() -> None:
+    data = make_shape_qa(30, seed=2)
+    options = {"width_mult": 0.25, "channels": 16}
+    features, seg_losses = pretrain_features(data, steps=30, batch_size=8, lr=3e-3,
+                                             model_options=options)  # fmt: skip
+    assert sum(seg_losses[-5:]) < 0.7 * sum(seg_losses[:5]), seg_losses
+    before = {k: v.clone() for k, v in features.backbone.state_dict().items()}
+    model, _, losses = train_vqa(data, backbone=features.backbone, steps=8, batch_size=8,
+                                 model_options=options)  # fmt: skip
+    assert model.freeze_backbone and model.train().backbone.training is False
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert model.kernels.weight.requires_grad and losses[0] != losses[-1]
+
+
 def test_registered_and_recipe_problems() -> None:
     assert TASKS["vqa"] is VQATask and VQATask.main_metric == "accuracy"
     assert "vqa" in DEMOS
@@ -119,9 +135,11 @@ def test_registered_and_recipe_problems() -> None:
 
 def test_demo_smoke(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = run_vqa_demo(out, steps=6, num_train=20, num_val=12, progress=False)
+    result = run_vqa_demo(out, steps=6, feature_steps=3, num_train=20, num_val=12,
+                          progress=False)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["attention_iou"] <= 1
+    assert 0 <= metrics["feature_miou"] <= 1
     assert set(metrics["per_type"]) == {"object", "colour", "count", "location"}
     assert (out / "attention.png").is_file() and (out / "vqa_vocab.json").is_file()
     assert "attention IoU" in vqa_report(result, out)

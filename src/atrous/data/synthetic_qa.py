@@ -42,6 +42,9 @@ QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 QUESTION_TYPES = ("object", "colour", "count", "location")
 ANSWERS = (*SHAPES, *COLOUR_NAMES, *COUNTS, *QUADRANTS)
 """Every answer the set can give."""
+SEGMENTATION_CLASSES = ("background", *(f"{c} {s}" for s in SHAPES for c in COLOUR_NAMES))
+"""The classes of :meth:`ShapeQA.segmentation_labels`: background, then one per shape and
+colour (class ``1 + 4 * shape + colour``)."""
 RADIUS = (5.0, 10.0)
 """Radii of equal-area discs (squares and triangles of the same area are drawn)."""
 _REACH = max(_EQUAL_AREA.values())
@@ -156,6 +159,16 @@ class ShapeQA(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def segmentation_labels(self) -> Tensor:
+        """Each scene's ``[H, W]`` int64 class map over :data:`SEGMENTATION_CLASSES`
+        (``[num_images, H, W]``): the labels that pretrain the ABC-CNN's features."""
+        labels = torch.zeros(self.images.shape[0], *self.images.shape[-2:], dtype=torch.int64)
+        for label, objects in zip(labels, self.objects, strict=True):
+            for o in objects:
+                cls = 1 + len(COLOUR_NAMES) * SHAPES.index(o.shape) + COLOUR_NAMES.index(o.colour)
+                label[torch.from_numpy(o.mask)] = cls
+        return labels
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
         item = self.items[index]

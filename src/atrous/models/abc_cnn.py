@@ -109,6 +109,7 @@ class ABCCNN(nn.Module):
         kernel_activation: str = "tanh",
         coordinates: bool = True,
         use_attention: bool = True,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
@@ -121,6 +122,8 @@ class ABCCNN(nn.Module):
         self.backbone, self.vocab_size, self.num_answers = backbone, vocab_size, num_answers
         self.kernel_size, self.use_attention = kernel_size, use_attention
         self.kernel_activation, self.coordinates = kernel_activation, coordinates
+        self.freeze_backbone = freeze_backbone
+        backbone.requires_grad_(not freeze_backbone)
         self.reduce = nn.Sequential(
             nn.Conv2d(backbone.feature_channels["out"], channels, 1, bias=False),
             nn.BatchNorm2d(channels),
@@ -147,9 +150,19 @@ class ABCCNN(nn.Module):
     def set_output_stride(self, output_stride: int) -> None:
         self.backbone.set_output_stride(output_stride)
 
+    def train(self, mode: bool = True) -> ABCCNN:
+        """As ``nn.Module.train``, but a frozen backbone stays in eval mode (its batch-norm
+        statistics are the pretrained ones)."""
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
     def features(self, images: Tensor) -> Tensor:
         """The reduced feature map ``[N, D, h, w]`` (with the coordinate channels)."""
-        f = self.reduce(self.backbone(images)["out"])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            out = self.backbone(images)["out"]
+        f = self.reduce(out)
         return torch.cat([f, _coordinates(f)], dim=1) if self.coordinates else f
 
     def _attention(self, f: Tensor, q: Tensor) -> Tensor:
@@ -191,6 +204,7 @@ def abc_cnn(
     kernel_activation: str = "tanh",
     coordinates: bool = True,
     use_attention: bool = True,
+    freeze_backbone: bool = False,
     backbone_weights: str | None = None,
 ) -> ABCCNN:
     """ABC-CNN on any atrous backbone's output-stride features (the paper: VGG-19 conv5, or a
@@ -202,7 +216,9 @@ def abc_cnn(
     (scaled, default) or "sigmoid" (both recalled, unverified). ``coordinates`` appends
     normalised ``x, y`` channels to the features (chosen, not the paper's: the
     attention-weighted features then say *where* the attended region is; pooled without
-    attention they are constant). ``use_attention=False`` drops the attention branch."""
+    attention they are constant). ``use_attention=False`` drops the attention branch.
+    ``freeze_backbone`` keeps the backbone as given (no gradients, batch-norm in eval mode):
+    the paper's features are a pretrained network's; the demo pretrains them on segmentation."""
     if vocab_size < 2 or num_answers < 2:
         raise ValueError(
             f"abc_cnn needs a vocabulary (padding and words) and at least two answers, not "
@@ -213,5 +229,5 @@ def abc_cnn(
         net, vocab_size=vocab_size, num_answers=num_answers, kernel_size=kernel_size,
         channels=channels, embed_dim=embed_dim, hidden=hidden, fusion=fusion,
         kernel_activation=kernel_activation, coordinates=coordinates,
-        use_attention=use_attention,
+        use_attention=use_attention, freeze_backbone=freeze_backbone,
     )  # fmt: skip

@@ -188,11 +188,16 @@ class VQATask(Task):
         self.save(Path(out_dir) / VOCAB_NAME)
 
     # -- batches, loss, predictions ------------------------------------------------------------
+    def normalize(self, images: Sequence[Tensor] | Tensor) -> Tensor:
+        """uint8 (or float in ``[0, 1]``) images -> the normalised float batch the model takes
+        (resized to ``image_size`` where set)."""
+        return _images(list(images), self.image_size, self.mean, self.std)
+
     def collate(self, batch: list[Any]) -> tuple[Tensor, dict[str, Any]]:
         """Images (normalised, one size) and targets: ``questions`` ``[N, T]`` ids,
         ``answer`` ``[N]`` class ids (-100 outside the classes), ``soft`` ``[N, A]`` VQA
         scores where human answers are given, and the strings, types and masks as lists."""
-        images = _images([i for i, _ in batch], self.image_size, self.mean, self.std)
+        images = self.normalize([i for i, _ in batch])
         targets = [t for _, t in batch]
         out: dict[str, Any] = {
             "questions": self.vocab.pad([t["question"] for t in targets]),
@@ -238,7 +243,7 @@ class VQATask(Task):
 
     def answer(self, model: nn.Module, images: Tensor, questions: Sequence[str]) -> list[str]:
         """Answer ``questions`` (one per image) about uint8 ``images`` with a trained model."""
-        x = _images(list(images), self.image_size, self.mean, self.std)
+        x = self.normalize(images)
         device = next(model.parameters()).device
         with torch.no_grad():
             logits = model(x.to(device), self.vocab.pad(questions).to(device))
