@@ -43,7 +43,7 @@ from .tasks.vqa import VQATask
 
 NUM_TRAIN, NUM_VAL, VAL_SEED_OFFSET = 3000, 300, 1000
 """Training and held-out scenes (about 3.7 questions each); held-out ones from seed + 1000."""
-FEATURE_STEPS, FEATURE_BATCH, FEATURE_LR = 1000, 16, 3e-3
+FEATURE_STEPS, FEATURE_BATCH, FEATURE_LR = 1500, 16, 3e-3
 STEPS, BATCH, LR = 1500, 32, 1e-3
 MODEL_OPTIONS: dict[str, Any] = {
     "backbone": "mobilenetv2", "width_mult": 0.5, "output_stride": 8, "channels": 64,
