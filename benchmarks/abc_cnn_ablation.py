@@ -35,11 +35,13 @@ from pathlib import Path
 
 import torch
 
-from atrous.data.synthetic_qa import QUESTION_TYPES, make_shape_qa
+from atrous.data.synthetic_qa import QUESTION_TYPES, SEGMENTATION_CLASSES, make_shape_qa
 from atrous.demo_vqa import (
+    BACKBONE_KEYS,
     BATCH,
     FEATURE_STEPS,
     LR,
+    MODEL_OPTIONS,
     NUM_TRAIN,
     NUM_VAL,
     STEPS,
@@ -49,6 +51,7 @@ from atrous.demo_vqa import (
     pretrain_features,
     train_vqa,
 )
+from atrous.models import deeplabv3
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "abc_cnn_ablation.jsonl"
@@ -59,12 +62,26 @@ VARIANTS = {
 }
 
 
-def run_seed(seed: int, variants: list[str], steps: int, feature_steps: int) -> None:
+def run_seed(
+    seed: int, variants: list[str], steps: int, feature_steps: int, cache: Path | None
+) -> None:
     train_set = make_shape_qa(NUM_TRAIN, seed=seed)
     val_set = make_shape_qa(NUM_VAL, seed=seed + VAL_SEED_OFFSET)
+    saved = cache / f"features-seed{seed}-steps{feature_steps}.pt" if cache else None
     start = time.perf_counter()
-    features, _ = pretrain_features(train_set, steps=feature_steps, seed=seed, device="cpu")
-    feature_seconds = time.perf_counter() - start
+    if saved is not None and saved.is_file():  # the same seed and steps give the same net
+        features = deeplabv3(**{k: MODEL_OPTIONS[k] for k in BACKBONE_KEYS},
+                             num_classes=len(SEGMENTATION_CLASSES))  # fmt: skip
+        state = torch.load(saved, weights_only=True)
+        features.load_state_dict(state["model"])
+        features.eval()
+        feature_seconds = state["seconds"]
+    else:
+        features, _ = pretrain_features(train_set, steps=feature_steps, seed=seed, device="cpu")
+        feature_seconds = time.perf_counter() - start
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": features.state_dict(), "seconds": feature_seconds}, saved)
     miou = feature_miou(features, val_set)
     print(f"seed {seed}: features mIoU {100 * miou:.1f} in {feature_seconds:.0f} s", flush=True)
     for variant in variants:
@@ -131,6 +148,9 @@ def _cell(rows: list[dict], get) -> str:
 def table() -> str:
     rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
     pretrained = [r for r in rows if "features" in r]
+    last = pretrained[-1]  # the table shows the rows of the last run's budget
+    pretrained = [r for r in pretrained if (r["steps"], r["feature_steps"]) ==
+                  (last["steps"], last["feature_steps"])]  # fmt: skip
     seeds = sorted({r["seed"] for r in pretrained})
     mious = {r["seed"]: 100 * r["feature_miou"] for r in pretrained}
     header = HEADER.format(
@@ -173,6 +193,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--feature-steps", type=int, default=FEATURE_STEPS)
+    parser.add_argument("--cache", type=Path, help="keep each seed's pretrained features here")
     parser.add_argument("--table", action="store_true", help="write abc_cnn.md from the rows")
     args = parser.parse_args()
     if args.table:
@@ -180,7 +201,7 @@ def main() -> None:
         print(table())
         return
     for seed in args.seeds:
-        run_seed(seed, args.variants, args.steps, args.feature_steps)
+        run_seed(seed, args.variants, args.steps, args.feature_steps, args.cache)
 
 
 if __name__ == "__main__":
