@@ -10,7 +10,11 @@ variant trains on them, frozen, for STEPS batches (Adam 1e-3, batch 32):
 
 - ``attention``: ABC-CNN as built (attention-weighted features + pooled features + question);
 - ``no_attention``: the classifier sees the pooled features and the question alone;
-- ``no_coordinates``: ABC-CNN without the two coordinate channels (ours, not the paper's).
+- ``coordinates``: ABC-CNN with two coordinate channels appended to the features (ours, not
+  the paper's: the attended features then say where the object is).
+
+Rows of the jsonl before the coordinates default turned off (2026-12-08) carry a
+"coordinates" key; their variants were renamed to these names.
 
 Attention IoU: :func:`atrous.metrics.vqa.attention_iou` against each question's object mask
 (count questions: the union of the counted shapes; "zero" answers left out). A uniform map
@@ -58,7 +62,7 @@ ROWS = RESULTS / "abc_cnn_ablation.jsonl"
 VARIANTS = {
     "attention": {"use_attention": True},
     "no_attention": {"use_attention": False},
-    "no_coordinates": {"use_attention": True, "model_options": {"coordinates": False}},
+    "coordinates": {"use_attention": True, "model_options": {"coordinates": True}},
 }
 
 
@@ -86,6 +90,7 @@ def run_seed(
     print(f"seed {seed}: features mIoU {100 * miou:.1f} in {feature_seconds:.0f} s", flush=True)
     for variant in variants:
         row = run_row(variant, seed, steps, train_set, val_set, features.backbone)
+        row.update(coordinates=VARIANTS[variant].get("model_options", {}).get("coordinates", False))
         row.update(features="segmentation, frozen", feature_steps=feature_steps,
                    feature_miou=miou, feature_seconds=round(feature_seconds, 1))  # fmt: skip
         with ROWS.open("a") as f:
@@ -133,9 +138,10 @@ against the mask of the object the question is about; a uniform map scores 2-10 
 SCRATCH = """
 ## Earlier setup: end to end from scratch
 
-No pretraining: the whole ABC-CNN (MobileNetV2 width 0.5 included) trained from scratch,
-1000 steps, Adam 1e-3, batch 32. Neither variant learns to see the shapes (object questions
-at chance, a third), and the attention stays about uniform. Attention seed 1 was not run.
+No pretraining: the whole ABC-CNN (MobileNetV2 width 0.5 included, coordinate channels on)
+trained from scratch, 1000 steps, Adam 1e-3, batch 32. Neither variant learns to see the
+shapes (object questions at chance, a third), and the attention stays about uniform. The
+attention row's seed 1 was not run.
 """
 
 

@@ -115,13 +115,20 @@ def test_frozen_pretrained_features_stay_as_given() -> None:
                                              model_options=options)  # fmt: skip
     assert sum(seg_losses[-5:]) < 0.7 * sum(seg_losses[:5]), seg_losses
     before = {k: v.clone() for k, v in features.backbone.state_dict().items()}
-    model, _, losses = train_vqa(data, backbone=features.backbone, steps=8, batch_size=8,
+    model, task, losses = train_vqa(data, backbone=features.backbone, steps=8, batch_size=8,
                                  model_options=options)  # fmt: skip
     assert model.freeze_backbone and model.train().backbone.training is False
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert model.kernels.weight.requires_grad and losses[0] != losses[-1]
+    # training used the backbone's maps computed once per scene: the same answers as images
+    images, targets = task.collate([data[i] for i in range(6)])
+    with torch.no_grad():
+        maps = model.backbone(images)["out"]
+        direct = model(images, targets["questions"])
+        cached = model.head(model.encode(maps), targets["questions"])
+    torch.testing.assert_close(cached, direct)
 
 
 def test_registered_and_recipe_problems() -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .data.synthetic_qa import SEGMENTATION_CLASSES, ShapeQA, make_shape_qa
@@ -44,7 +44,7 @@ from .tasks.vqa import VQATask
 NUM_TRAIN, NUM_VAL, VAL_SEED_OFFSET = 3000, 300, 1000
 """Training and held-out scenes (about 3.7 questions each); held-out ones from seed + 1000."""
 FEATURE_STEPS, FEATURE_BATCH, FEATURE_LR = 1500, 16, 3e-3
-STEPS, BATCH, LR = 1500, 32, 1e-3
+STEPS, BATCH, LR = 3000, 32, 1e-3
 MODEL_OPTIONS: dict[str, Any] = {
     "backbone": "mobilenetv2", "width_mult": 0.5, "output_stride": 8, "channels": 64,
 }  # fmt: skip
@@ -138,6 +138,8 @@ def train_vqa(
     task.bind(model)
     model.to(dev).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    # a frozen backbone's maps do not change: computed once per scene, not once per question
+    maps = _backbone_maps(model, task, train_set) if backbone is not None else None
     order = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     batches: list[list[int]] = []
@@ -145,8 +147,14 @@ def train_vqa(
         if not batches:
             perm = torch.randperm(len(train_set), generator=order).tolist()
             batches = [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
-        images, targets = task.collate([train_set[i] for i in batches.pop(0)])
-        outputs = task.forward(model, images.to(dev), _to(targets, dev))
+        batch = batches.pop(0)
+        if maps is None:
+            images, targets = task.collate([train_set[i] for i in batch])
+            outputs = task.forward(model, images.to(dev), _to(targets, dev))
+        else:
+            targets = task.targets([train_set.items[i] for i in batch])
+            scenes = torch.tensor([train_set.items[i]["image_id"] for i in batch])
+            outputs = model.head(model.encode(maps[scenes]), targets["questions"].to(dev))
         loss = task.loss(outputs, _to(targets, dev)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -155,6 +163,16 @@ def train_vqa(
         if progress and (step + 1) % 100 == 0:
             print(f"step {step + 1}/{steps}: loss {np.mean(losses[-100:]):.3f}", flush=True)
     return model.eval(), task, losses
+
+
+@torch.no_grad()
+def _backbone_maps(model: nn.Module, task: VQATask, data: ShapeQA, batch_size: int = 64) -> Tensor:
+    """The frozen backbone's ``"out"`` map of every scene in ``data`` (``[scenes, C, h, w]``)."""
+    dev = next(model.parameters()).device
+    return torch.cat([
+        model.backbone(task.normalize(data.images[i : i + batch_size]).to(dev))["out"]
+        for i in range(0, len(data.images), batch_size)
+    ])  # fmt: skip
 
 
 def _to(targets: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class ABCCNN(nn.Module):
         hidden: int = 128,
         fusion: int = 256,
         kernel_activation: str = "tanh",
-        coordinates: bool = True,
+        coordinates: bool = False,
         use_attention: bool = True,
         freeze_backbone: bool = False,
     ) -> None:
@@ -162,6 +162,11 @@ class ABCCNN(nn.Module):
         """The reduced feature map ``[N, D, h, w]`` (with the coordinate channels)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
             out = self.backbone(images)["out"]
+        return self.encode(out)
+
+    def encode(self, out: Tensor) -> Tensor:
+        """The backbone's ``"out"`` map -> the reduced features with the coordinate channels
+        (a frozen backbone's maps can be computed once and fed here)."""
         f = self.reduce(out)
         return torch.cat([f, _coordinates(f)], dim=1) if self.coordinates else f
 
@@ -174,7 +179,11 @@ class ABCCNN(nn.Module):
         return spatial_softmax(configurable_conv(f, kernels) * self.gain / math.sqrt(self.dim))
 
     def forward(self, images: Tensor, questions: Tensor) -> Tensor:
-        f, q = self.features(images), self.question(questions)
+        return self.head(self.features(images), questions)
+
+    def head(self, f: Tensor, questions: Tensor) -> Tensor:
+        """Answer logits from the features (:meth:`features` or :meth:`encode`)."""
+        q = self.question(questions)
         parts = [q, f.mean(dim=(2, 3))]
         if self.use_attention:
             attention = self._attention(f, q)
@@ -202,7 +211,7 @@ def abc_cnn(
     hidden: int = 128,
     fusion: int = 256,
     kernel_activation: str = "tanh",
-    coordinates: bool = True,
+    coordinates: bool = False,
     use_attention: bool = True,
     freeze_backbone: bool = False,
     backbone_weights: str | None = None,
@@ -214,9 +223,9 @@ def abc_cnn(
     small). ``embed_dim`` / ``hidden``: word embedding and LSTM sizes (chosen; the paper's
     unread). ``fusion``: the classifier's hidden layer (chosen). ``kernel_activation``: "tanh"
     (scaled, default) or "sigmoid" (both recalled, unverified). ``coordinates`` appends
-    normalised ``x, y`` channels to the features (chosen, not the paper's: the
-    attention-weighted features then say *where* the attended region is; pooled without
-    attention they are constant). ``use_attention=False`` drops the attention branch.
+    normalised ``x, y`` channels to the features (not the paper's, so off: the attended
+    features would then say *where* the attended region is, but on the shape-QA benchmark
+    they answer no better). ``use_attention=False`` drops the attention branch.
     ``freeze_backbone`` keeps the backbone as given (no gradients, batch-norm in eval mode):
     the paper's features are a pretrained network's; the demo pretrains them on segmentation."""
     if vocab_size < 2 or num_answers < 2:

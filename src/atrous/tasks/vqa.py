@@ -197,8 +197,10 @@ class VQATask(Task):
         """Images (normalised, one size) and targets: ``questions`` ``[N, T]`` ids,
         ``answer`` ``[N]`` class ids (-100 outside the classes), ``soft`` ``[N, A]`` VQA
         scores where human answers are given, and the strings, types and masks as lists."""
-        images = self.normalize([i for i, _ in batch])
-        targets = [t for _, t in batch]
+        return self.normalize([i for i, _ in batch]), self.targets([t for _, t in batch])
+
+    def targets(self, targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """:meth:`collate`'s targets alone (for features computed once per image)."""
         out: dict[str, Any] = {
             "questions": self.vocab.pad([t["question"] for t in targets]),
             "answer": torch.tensor([self.answer_set.index(t["answer"]) for t in targets]),
@@ -215,7 +217,7 @@ class VQATask(Task):
             out["soft"] = soft
         if all("mask" in t for t in targets):
             out["masks"] = torch.stack([torch.as_tensor(t["mask"]) for t in targets])
-        return images, out
+        return out
 
     def forward(self, net: nn.Module, images: Tensor, targets: Any) -> Tensor:
         return net(images, targets["questions"])
