@@ -132,7 +132,10 @@ seed the features are pretrained once ({feature_steps} steps of segmentation, he
 {miou}) and every row trains on them, frozen: same data, Adam 1e-3, batch 32 and {steps}
 steps per row; single-threaded on one core. Cells: mean (one value per seed: {seeds}),
 percent. Attention IoU: the attention map's top-k pixels (k = the object mask's area)
-against the mask of the object the question is about; a uniform map scores 2-10 %.
+against the mask of the object the question is about; a uniform map scores 2-10 %. Train s:
+the ABC-CNN stage alone (the features took about 370 s a seed); the attention and
+coordinates rows of seeds 0 and 1 ran before the frozen backbone's maps were computed once
+per scene, which made the later rows about 3x faster.
 """
 
 SCRATCH = """
