@@ -203,9 +203,9 @@ def evaluate_vqa(
 def draw_attention(
     model: nn.Module, task: VQATask, val_set: ShapeQA, path: Path, count: int = 8
 ) -> Path:
-    """``count`` held-out questions (two of each type where there are): the image, the
-    attention map over it (red, resized bilinearly) with the object's outline (white), the
-    question, the predicted and the true answer."""
+    """``count`` held-out questions (two of each type where there are): the image with the
+    object's outline (white), under it the attention map (resized bilinearly; bright = more
+    attention) with the outline (cyan), the question, the predicted and the true answer."""
     picks: list[int] = []
     for kind in ("object", "colour", "count", "location"):
         picks += [i for i, t in enumerate(val_set.types) if t == kind][: count // 4]
@@ -219,17 +219,17 @@ def draw_attention(
         image = val_set[index][0].permute(1, 2, 0).numpy().astype(np.float64)
         h, w = image.shape[:2]
         up = F.interpolate(a[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        heat = (up / up.max()).numpy()[..., None]
-        blend = (1 - 0.6 * heat) * image + 0.6 * heat * np.array([255.0, 30, 30])
-        blend[_outline(m.numpy())] = 255
-        tile = Image.fromarray(blend.clip(0, 255).astype(np.uint8)).resize(
-            (w * scale, h * scale), Image.Resampling.NEAREST
-        )
-        canvas = Image.new("RGB", (w * scale, h * scale + 36), "white")
+        # the map on its own, bright where the attention is (a red overlay hides on red shapes)
+        heat = np.repeat((255 * up / up.max()).numpy()[..., None], 3, axis=2)
+        outline = _outline(m.numpy())
+        image[outline], heat[outline] = 255, (0, 200, 255)
+        pair = np.concatenate([image, heat], axis=0).clip(0, 255).astype(np.uint8)
+        tile = Image.fromarray(pair).resize((w * scale, 2 * h * scale), Image.Resampling.NEAREST)
+        canvas = Image.new("RGB", (w * scale, 2 * h * scale + 36), "white")
         canvas.paste(tile, (0, 0))
         draw = ImageDraw.Draw(canvas)
-        draw.text((2, h * scale + 2), task.vocab.decode(q.tolist()), fill="black")
-        draw.text((2, h * scale + 18), f"{p} ({'ok' if p == t else 'truth: ' + t})",
+        draw.text((2, 2 * h * scale + 2), task.vocab.decode(q.tolist()), fill="black")
+        draw.text((2, 2 * h * scale + 18), f"{p} ({'ok' if p == t else 'truth: ' + t})",
                   fill="darkgreen" if p == t else "red")  # fmt: skip
         tiles.append(canvas)
     sheet = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height), "white")
