@@ -157,10 +157,8 @@ PARTS_OVERRIDES = (
     "train.optimizer=adam",  # from scratch, as the other small demos
     "train.lr=0.001",
     "train.amp=none",  # fp32: bf16 autocast was slower on the CPU at this size (demo_budget.md)
-    # 1,000 steps: estimated, not measured (the machine was busy): a timed 10-step run at one
-    # thread took 0.28 s a step (on a core shared with another job), and scoring 12 held-out
-    # scenes with their 15 ground-truth regions each zoomed took 0.30 s a scene; with the 360
-    # scenes written (~4 s) that is about 5.5 minutes at one thread, 3.5-4 on 2 cores
+    # 1,000 steps: the whole demo took 211 s at one thread (seed 0, part mIoU 33.49;
+    # benchmarks/results/hazn.md)
     "train.steps=1000",
     "train.batch_size=4",
     "train.checkpoint_every=500",

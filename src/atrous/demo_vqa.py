@@ -33,6 +33,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from .data.synthetic_qa import SEGMENTATION_CLASSES, ShapeQA, make_shape_qa
 from .demo_tasks import _fresh
@@ -83,7 +84,8 @@ def pretrain_features(
     poly = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / steps) ** 0.9)
     order = torch.Generator().manual_seed(seed)
     losses: list[float] = []
-    for step in range(steps):
+    bar = tqdm(range(steps), desc="features", unit="step", disable=not progress)
+    for step in bar:
         index = torch.randint(0, len(labels), (batch_size,), generator=order)
         images = task.normalize(train_set.images[index]).to(dev)
         loss = F.cross_entropy(net(images), labels[index].to(dev))
@@ -92,8 +94,8 @@ def pretrain_features(
         optimizer.step()
         poly.step()
         losses.append(float(loss.detach()))
-        if progress and (step + 1) % 100 == 0:
-            print(f"features {step + 1}/{steps}: loss {np.mean(losses[-100:]):.3f}", flush=True)
+        if (step + 1) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}")
     return net.eval(), losses
 
 
@@ -143,7 +145,8 @@ def train_vqa(
     order = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     batches: list[list[int]] = []
-    for step in range(steps):
+    bar = tqdm(range(steps), desc="abc-cnn", unit="step", disable=not progress)
+    for step in bar:
         if not batches:
             perm = torch.randperm(len(train_set), generator=order).tolist()
             batches = [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
@@ -160,8 +163,8 @@ def train_vqa(
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-        if progress and (step + 1) % 100 == 0:
-            print(f"step {step + 1}/{steps}: loss {np.mean(losses[-100:]):.3f}", flush=True)
+        if (step + 1) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}")
     return model.eval(), task, losses
 
 
